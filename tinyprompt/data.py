@@ -1,0 +1,229 @@
+"""Training data: a JSONL / CSV / TSV file -> token ids + labels -> padded batches.
+
+Two kinds of row (one kind per file):
+- pairs `{"input": ..., "output": ...}`: the loss counts only the output tokens and a final EOS, so the prompt
+  learns to *answer*, not to repeat the question. This is the rule of PEFT's causal-LM prompt-tuning example:
+      ids    = encode(template.format(input=input)) + encode(output) + [eos]
+      labels = [-100] * len(encode(template.format(input=input))) + encode(output) + [eos]
+  The two parts are encoded separately, so BPE never merges across the boundary, and nothing is added
+  between them: a space or a newline belongs to the data or to the template (default "{input}").
+- text `{"text": ...}`: labels = ids, every token counts and no EOS is appended -- what the PEFT tutorial
+  that tuned on role prompts did (`tokenizer(text)` with labels = input_ids).
+
+Labels are *not* shifted here: labels[t] is the token expected at position t, and the model shifts them
+(like transformers' `labels=`), after putting -100 in front for the P virtual tokens. The first text token is
+therefore predicted from the last virtual token.
+
+Size letters: B batch, T the longest row of the batch.
+"""
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinyprompt.errors import TinyPromptError
+
+IGNORE_INDEX = -100  # label of a position that does not count in the loss (transformers' convention)
+
+
+@dataclass
+class Example:
+    input_ids: list  # [T] token ids of the row
+    labels: list  # [T] same ids where the loss counts, -100 elsewhere
+    n_input: int  # tokens of the templated input (0 for a text row): the part generation is given
+    output: str | None  # the output string of a pair row (for eval and the `labels` init), None for text
+    where: str  # "file:line", for messages
+
+
+@dataclass
+class Dataset:
+    examples: list  # [Example]
+    path: str
+    kind: str  # "pairs" or "text"
+    truncated_rows: int = 0  # rows cut to max_length (truncate=True)
+    truncated_tokens: int = 0  # tokens cut from them
+    dropped_rows: int = 0  # rows left with no counted token after the cut
+
+    def outputs(self):
+        """The distinct output strings, in order of first appearance (the classes, for the `labels` init)."""
+        return list(dict.fromkeys(e.output for e in self.examples if e.output is not None))
+
+
+def read_rows(path, input_column=None, output_column=None, text_column=None):
+    """Rows of a .jsonl / .csv / .tsv file as (line, {"input", "output"} or {"text"}), and the kind.
+
+    The column (or JSON key) names: --input-column/--output-column, or --text-column, else `input`/`output`
+    when the file has both, else `text`. The choice is made once per file (from the first JSONL row or the
+    CSV header); every row must then have those fields, as strings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TinyPromptError(f"{path}: no such data file")
+    if (input_column is None) != (output_column is None):
+        raise TinyPromptError("give both --input-column and --output-column, or neither")
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".csv", ".tsv"):
+        raise TinyPromptError(f"{path}: unknown data format {suffix!r} (use .jsonl, .csv or .tsv)")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: ignore a spreadsheet's byte-order mark
+            raw = list(_jsonl(f, path) if suffix == ".jsonl" else _csv(f, path, suffix))
+    except UnicodeDecodeError as e:
+        raise TinyPromptError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not raw:
+        raise TinyPromptError(f"{path}: no rows")
+    fields = raw[0][1].keys()  # the first JSONL row, or the CSV header
+    if input_column is not None:
+        kind, keys = "pairs", {"input": input_column, "output": output_column}
+    elif text_column is not None:
+        kind, keys = "text", {"text": text_column}
+    elif "input" in fields and "output" in fields:
+        kind, keys = "pairs", {"input": "input", "output": "output"}
+    elif "text" in fields:
+        kind, keys = "text", {"text": "text"}
+    else:
+        raise TinyPromptError(f"{path}:{raw[0][0]}: no 'input'/'output' or 'text' field (found {sorted(fields)});"
+                              " name them with --input-column/--output-column or --text-column")
+    rows = []
+    for line, record in raw:
+        row = {}
+        for ours, theirs in keys.items():
+            value = record.get(theirs)
+            if value is None:
+                raise TinyPromptError(f"{path}:{line}: missing {theirs!r}")
+            if not isinstance(value, str):
+                raise TinyPromptError(f"{path}:{line}: {theirs!r} must be a string, got {type(value).__name__}")
+            row[ours] = value
+        rows.append((line, row))
+    return rows, kind
+
+
+def _jsonl(f, path):
+    for line, text in enumerate(f, start=1):
+        if not text.strip():
+            continue  # blank lines (a trailing newline, a separator) carry no row
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise TinyPromptError(f"{path}:{line}: malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(record, dict):
+            raise TinyPromptError(f"{path}:{line}: a row must be a JSON object, got {type(record).__name__}")
+        yield line, record
+
+
+def _csv(f, path, suffix):
+    # strict: an unclosed quote is an error, instead of a field that silently swallows the rest of the file
+    reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
+    line = 1
+    try:
+        if reader.fieldnames is None:
+            return
+        line = reader.line_num + 1  # the physical line where the next record starts (fields may span lines)
+        for record in reader:
+            # DictReader fills missing fields with None; extra fields go under the key None
+            yield line, {k: v for k, v in record.items() if k is not None}
+            line = reader.line_num + 1
+    except csv.Error as e:
+        raise TinyPromptError(f"{path}:{line}: malformed {suffix[1:].upper()} ({e})") from None
+
+
+def check_template(template):
+    """The template must use {input} once or more and nothing else (literal braces are written {{ }})."""
+    try:
+        probe = template.format(input="\0")
+    except (KeyError, IndexError, ValueError) as e:
+        raise TinyPromptError(f"--template {template!r}: only {{input}} may appear in braces ({e!r})") from None
+    if "\0" not in probe:
+        raise TinyPromptError(f"--template {template!r} does not contain {{input}}")
+
+
+def tokenize(rows, kind, tokenizer, template="{input}", max_length=None, truncate=False, path=""):
+    """Rows -> Dataset of Examples (the rule in the module docstring); rows longer than max_length
+    (= n_positions - P) raise, or with truncate=True keep their first max_length tokens and are counted."""
+    if kind == "pairs":
+        check_template(template)
+    data = Dataset([], str(path), kind)
+    eos = tokenizer.eos_id
+    for line, row in rows:
+        where = f"{path}:{line}"
+        if kind == "pairs":
+            prompt_ids = tokenizer.encode(template.format(input=row["input"]))
+            answer = tokenizer.encode(row["output"]) + [eos]
+            ids, labels = prompt_ids + answer, [IGNORE_INDEX] * len(prompt_ids) + answer
+            n_input, output = len(prompt_ids), row["output"]
+        else:
+            ids = tokenizer.encode(row["text"])
+            labels, n_input, output = list(ids), 0, None
+            if not ids:
+                raise TinyPromptError(f"{where}: empty text")
+        if max_length is not None and len(ids) > max_length:
+            if not truncate:
+                raise TinyPromptError(f"{where}: {len(ids)} tokens, but only {max_length} fit after the virtual"
+                                      " tokens (shorten the row, use fewer virtual tokens, or --truncate)")
+            # keep the start, like a tokenizer's truncation="right"; the end of the answer is what is lost
+            data.truncated_rows += 1
+            data.truncated_tokens += len(ids) - max_length
+            ids, labels, n_input = ids[:max_length], labels[:max_length], min(n_input, max_length)
+            if all(label == IGNORE_INDEX for label in labels):
+                data.dropped_rows += 1  # only the input is left: nothing to learn from this row
+                continue
+        data.examples.append(Example(ids, labels, n_input, output, where))
+    if not data.examples:
+        raise TinyPromptError(f"{path}: no rows left after truncation")
+    return data
+
+
+def load_data(path, tokenizer, template="{input}", max_length=None, truncate=False,
+              input_column=None, output_column=None, text_column=None):
+    """read_rows + tokenize: the one call the trainer and `eval` make."""
+    rows, kind = read_rows(path, input_column, output_column, text_column)
+    return tokenize(rows, kind, tokenizer, template, max_length, truncate, path)
+
+
+def split_validation(examples, fraction, seed=0):
+    """(train, val): a seeded random `fraction` of the rows held out; both keep file order."""
+    if not 0 < fraction < 1:
+        raise TinyPromptError(f"--val-split {fraction}: must be between 0 and 1")
+    n_val = round(len(examples) * fraction)
+    if n_val == 0 or n_val == len(examples):
+        raise TinyPromptError(f"--val-split {fraction} of {len(examples)} rows leaves an empty train or val set")
+    held = set(np.random.default_rng(seed).permutation(len(examples))[:n_val].tolist())
+    train = [e for i, e in enumerate(examples) if i not in held]
+    val = [e for i, e in enumerate(examples) if i in held]
+    return train, val
+
+
+def epoch_order(n, seed=0, epoch=0, shuffle=True):
+    """The row order of one epoch: a permutation drawn from (seed, epoch), so each epoch differs, a rerun is
+    identical, and --resume can rebuild the order of the epoch it resumes. shuffle=False keeps file order."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)  # a seed *sequence*: (1, 0) != (0, 1)
+
+
+def pad_batch(examples, pad_id):
+    """Right padding to the longest row: input_ids [B, T] padded with pad_id (GPT-2 has no pad token, so
+    the EOS id), labels [B, T] padded with -100. Exact under the causal mask: a real token never attends to
+    a later padded one, and padded positions are never targets."""
+    T = max(len(e.input_ids) for e in examples)
+    input_ids = np.full((len(examples), T), pad_id, dtype=np.int64)  # [B, T]
+    labels = np.full((len(examples), T), IGNORE_INDEX, dtype=np.int64)  # [B, T]
+    for b, e in enumerate(examples):
+        input_ids[b, : len(e.input_ids)] = e.input_ids
+        labels[b, : len(e.labels)] = e.labels
+    return input_ids, labels
+
+
+def batches(examples, batch_size, pad_id, seed=0, epoch=0, shuffle=True):
+    """Yield (input_ids [B, T], labels [B, T]) for one epoch; the last batch may be smaller (nothing dropped)."""
+    if batch_size < 1:
+        raise TinyPromptError(f"--batch-size {batch_size}: must be at least 1")
+    order = epoch_order(len(examples), seed, epoch, shuffle)
+    for start in range(0, len(order), batch_size):
+        yield pad_batch([examples[i] for i in order[start : start + batch_size]], pad_id)
+
+
+def num_batches(n, batch_size):
+    return -(-n // batch_size)  # ceil: the last, partial batch counts

@@ -1,0 +1,202 @@
+"""GPT-2 with a soft prompt in front: the forward pass, and the backward pass to the prompt only.
+
+    ids [B, T] --wte--> [B, T, C] --(prompt [P, C] in front)--> [B, L, C] --+wpe--> n_layer blocks
+      --> ln_f --> x @ wte.T --> logits [B, L, V]
+
+The backward (`loss_and_grad`) is the forward read in reverse, one line per op, and it computes the
+gradient of activations only: the frozen weights never get one. Size letters: see `layers.py`.
+"""
+
+import numpy as np
+
+from . import layers as F
+from .errors import TinyPromptError
+from .weights import find_weights, load_params
+
+IGNORE_INDEX = -100  # label of a position that does not count in the loss (transformers' convention)
+
+
+# --- multi-head causal self-attention ----------------------------------------------------------
+
+
+def split_heads(x, H):
+    B, L, C = x.shape
+    return x.reshape(B, L, H, C // H).transpose(0, 2, 1, 3)  # [B, L, C] -> [B, H, L, D]
+
+
+def merge_heads(x):
+    B, H, L, D = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, L, H * D)  # [B, H, L, D] -> [B, L, C]
+
+
+def attn_forward(x, c_attn, c_proj, n_head, past=None):
+    """x [B, L, C] -> [B, L, C]. `past` = (k, v) [B, H, Lpast, D] of earlier positions (KV cache)."""
+    qkv = F.linear_forward(x, **c_attn)  # [B, L, C] -> [B, L, 3C]
+    q, k, v = (split_heads(t, n_head) for t in np.split(qkv, 3, axis=-1))  # 3 x [B, H, L, D]
+    if past is not None:
+        k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)
+    y, cache = F.attention_forward(q, k, v)  # [B, H, L, D]; cache = (q, k, v, att)
+    return F.linear_forward(merge_heads(y), **c_proj), cache  # [B, L, C] -> [B, L, C]
+
+
+def attn_backward(dout, cache, c_attn, c_proj, n_head):
+    dy = split_heads(F.linear_backward(dout, c_proj["weight"]), n_head)  # [B, L, C] -> [B, H, L, D]
+    dq, dk, dv = F.attention_backward(dy, cache)  # 3 x [B, H, L, D]
+    dqkv = np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)  # [B, L, 3C]
+    return F.linear_backward(dqkv, c_attn["weight"])  # [B, L, 3C] -> [B, L, C]
+
+
+# --- MLP ---------------------------------------------------------------------------------------
+
+
+def mlp_forward(x, c_fc, c_proj):
+    h, gelu_cache = F.gelu_forward(F.linear_forward(x, **c_fc))  # [B, L, C] -> [B, L, 4C]
+    return F.linear_forward(h, **c_proj), gelu_cache  # [B, L, 4C] -> [B, L, C]
+
+
+def mlp_backward(dout, gelu_cache, c_fc, c_proj):
+    dh = F.linear_backward(dout, c_proj["weight"])  # [B, L, C] -> [B, L, 4C]
+    return F.linear_backward(F.gelu_backward(dh, gelu_cache), c_fc["weight"])  # -> [B, L, C]
+
+
+# --- transformer block: pre-norm, two residual branches ----------------------------------------
+
+
+def block_forward(x, ln_1, attn, ln_2, mlp, n_head, eps, past=None):
+    h, ln_1_cache = F.layer_norm_forward(x, **ln_1, eps=eps)
+    a, attn_cache = attn_forward(h, **attn, n_head=n_head, past=past)
+    x = x + a  # residual 1
+    h, ln_2_cache = F.layer_norm_forward(x, **ln_2, eps=eps)
+    m, mlp_cache = mlp_forward(h, **mlp)
+    return x + m, (ln_1_cache, attn_cache, ln_2_cache, mlp_cache)  # residual 2
+
+
+def block_backward(dx, cache, ln_1, attn, ln_2, mlp, n_head):
+    ln_1_cache, attn_cache, ln_2_cache, mlp_cache = cache
+    # forward: x = x + mlp(ln_2(x)): the gradient goes straight through and through the branch
+    dx = dx + F.layer_norm_backward(mlp_backward(dx, mlp_cache, **mlp), ln_2_cache)
+    # forward: x = x + attn(ln_1(x))
+    return dx + F.layer_norm_backward(attn_backward(dx, attn_cache, **attn, n_head=n_head), ln_1_cache)
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+class GPT2:
+    """A pretrained GPT-2 whose weights are read-only arrays (memory-mapped from the checkpoint)."""
+
+    def __init__(self, config, params, name_or_path=""):
+        self.config, self.params, self.name_or_path = config, params, str(name_or_path)
+
+    @property
+    def wte(self):
+        return self.params["wte"]["weight"]  # [V, C]: the input embedding, and the tied output head
+
+    @property
+    def dtype(self):
+        return self.wte.dtype
+
+    def astype(self, dtype):
+        """A copy of the model in another dtype (float64 for gradient checks). Copies every weight."""
+        def cast(p):
+            if isinstance(p, dict):
+                return {k: cast(v) for k, v in p.items()}
+            if isinstance(p, list):
+                return [cast(v) for v in p]
+            return p.astype(dtype)
+        return GPT2(self.config, cast(self.params), self.name_or_path)
+
+    def embed(self, input_ids, prompt=None, start=0):
+        """Vectorize ids [B, T], put the prompt [P, C] in front, add positions: -> [B, P+T, C]."""
+        input_ids = np.asarray(input_ids)
+        if input_ids.ndim != 2 or not np.issubdtype(input_ids.dtype, np.integer):
+            raise TinyPromptError(f"input_ids must be an integer array [B, T], got {input_ids.dtype} {input_ids.shape}")
+        if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
+            raise TinyPromptError(f"token id out of range [0, {self.config.vocab_size}): {input_ids.min()}..{input_ids.max()}")
+        P = 0 if prompt is None else self.check_prompt(prompt).shape[0]
+        L = start + P + input_ids.shape[1]
+        if L > self.config.n_positions:
+            raise TinyPromptError(f"sequence of {L} positions ({P} virtual + {L - P} tokens) exceeds the "
+                                  f"model's context of n_positions={self.config.n_positions}")
+        return F.embedding_forward(input_ids, self.wte, self.params["wpe"]["weight"], prompt, start)
+
+    def check_prompt(self, prompt):
+        prompt = np.asarray(prompt)
+        if prompt.ndim != 2 or prompt.shape[1] != self.config.n_embd:
+            raise TinyPromptError(f"prompt must be [P, {self.config.n_embd}] for this model, got {prompt.shape}")
+        return prompt
+
+    def forward(self, x, past=None):
+        """Embedded input [B, L, C] -> hidden states [B, L, C] before ln_f, plus each block's cache.
+        With `past` (a list of per-block (k, v)), x holds only the new positions."""
+        caches = []
+        for i, block in enumerate(self.params["h"]):
+            x, cache = block_forward(x, **block, n_head=self.config.n_head, eps=self.config.layer_norm_epsilon,
+                                     past=None if past is None else past[i])
+            caches.append(cache)
+        return x, caches
+
+    def head(self, x):
+        """[..., C] -> [..., V]: the final layer norm, then the output head tied to wte (no copy)."""
+        h, _ = F.layer_norm_forward(x, **self.params["ln_f"], eps=self.config.layer_norm_epsilon)
+        return h @ self.wte.T
+
+    def logits(self, input_ids, prompt=None):
+        """ids [B, T] (+ prompt [P, C]) -> logits [B, P+T, V], equal to transformers'
+        GPT2LMHeadModel(inputs_embeds=cat(prompt, wte[ids])).logits."""
+        x, _ = self.forward(self.embed(input_ids, prompt))
+        return self.head(x)
+
+    def targets(self, labels, P):
+        """Which positions are scored: position p predicts label p+1 of [-100] * P + labels (a shift, as in
+        transformers and PEFT; the virtual tokens carry -100, so they are never a target themselves).
+        Returns rows b [M], positions p [M], target ids [M]."""
+        labels = np.asarray(labels)
+        B = labels.shape[0]
+        full = np.concatenate([np.full((B, P), IGNORE_INDEX, labels.dtype), labels], axis=1)  # [B, L]
+        b, p = np.nonzero(full[:, 1:] != IGNORE_INDEX)  # position p predicts full[b, p + 1]
+        if len(b) == 0:
+            raise TinyPromptError("no position carries a target (all labels are -100): the loss is undefined")
+        return b, p, full[b, p + 1]
+
+    def loss_and_grad(self, prompt, input_ids, labels, need_grad=True):
+        """Mean cross-entropy over the counted target tokens, and its gradient d loss / d prompt [P, C].
+
+        Only the M positions that carry a target go through ln_f and the [C, V] head (the biggest matmul of
+        GPT-2): a position without a target contributes nothing to the loss, so its logits are never needed,
+        and its head gradient is exactly zero. With 8 targets in 84 positions that is ~10x less head work."""
+        prompt = self.check_prompt(prompt).astype(self.dtype, copy=False)
+        input_ids, labels = np.asarray(input_ids), np.asarray(labels)
+        if labels.shape != input_ids.shape:
+            raise TinyPromptError(f"labels {labels.shape} must have the shape of input_ids {input_ids.shape}")
+        P = prompt.shape[0]
+        b, p, target = self.targets(labels, P)
+
+        x = self.embed(input_ids, prompt)  # [B, L, C]
+        x, caches = self.forward(x)  # [B, L, C]
+        h, ln_f_cache = F.layer_norm_forward(x[b, p], **self.params["ln_f"], eps=self.config.layer_norm_epsilon)
+        logits = h @ self.wte.T  # [M, C] -> [M, V], only where a target is
+        loss, ce_cache = F.cross_entropy_forward(logits, target)
+        if not need_grad:
+            return float(loss), None
+
+        # The backward: the forward read in reverse. Every d* is an activation gradient.
+        dlogits = F.cross_entropy_backward(ce_cache)  # [M, V]
+        dh = dlogits @ self.wte  # logits = h @ wte.T  ->  dh = dlogits @ wte   [M, V] -> [M, C]
+        dx = np.zeros_like(x)  # positions without a target get no gradient from the head
+        dx[b, p] = F.layer_norm_backward(dh, ln_f_cache)  # (b, p) pairs are distinct: plain assignment
+        for block, cache in zip(reversed(self.params["h"]), reversed(caches)):
+            dx = block_backward(dx, cache, **block, n_head=self.config.n_head)
+        return float(loss), F.embedding_backward(dx, P)  # [B, L, C] -> [P, C]
+
+    def loss(self, prompt, input_ids, labels):
+        """The loss alone (no backward)."""
+        return self.loss_and_grad(prompt, input_ids, labels, need_grad=False)[0]
+
+
+def load_model(name_or_path="gpt2", dtype=np.float32):
+    """Load a GPT-2 by hub name ("gpt2", "distilgpt2", ...), local directory, or "tiny-random".
+    float32 weights are used in place (read-only memory map); another dtype makes a copy."""
+    config, params = load_params(find_weights(name_or_path))
+    model = GPT2(config, params, name_or_path)
+    return model if model.dtype == dtype else model.astype(dtype)

@@ -1,0 +1,369 @@
+"""GPT-2 checkpoints: find or download them, and memory-map them read-only.
+
+A checkpoint is a folder with `config.json` and `model.safetensors`, the files of a Hugging Face GPT-2.
+`load_params` reads the safetensors header itself and hands out NumPy views straight into a read-only
+memory map of the file: nothing is copied, pages load lazily from the disk cache, several processes share
+them, and the frozen weights of prompt tuning cannot be changed by mistake (writing raises ValueError).
+
+params mirror the HF keys, so `h.0.attn.c_attn.weight` is `params["h"][0]["attn"]["c_attn"]["weight"]`.
+HF's Conv1D stores weights as [in, out]: y = x @ W + b. Size letters: V vocab, N n_positions, C channels.
+References: the safetensors format (https://github.com/huggingface/safetensors), nanoGPT's from_pretrained.
+"""
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from tinyprompt.errors import TinyPromptError
+
+
+@dataclass(frozen=True)
+class GPT2Config:
+    vocab_size: int  # V: 50257 byte-level BPE tokens for every GPT-2
+    n_positions: int  # N: longest sequence (rows of wpe), 1024
+    n_embd: int  # C: channels of the residual stream, 768 for gpt2
+    n_layer: int  # transformer blocks, 12 for gpt2
+    n_head: int  # H: attention heads; head size D = C / H
+    layer_norm_epsilon: float = 1e-5  # added to the variance inside every LayerNorm
+
+    def __post_init__(self):
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TinyPromptError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise TinyPromptError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+
+    @classmethod
+    def from_json(cls, path) -> "GPT2Config":
+        """Read a HF config.json, refusing settings that would change the maths our model implements."""
+        try:
+            raw = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise TinyPromptError(f"{path}: no such file") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise TinyPromptError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(raw, dict):
+            raise TinyPromptError(f"{path}: expected a JSON object")
+        for key in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            if key not in raw:
+                raise TinyPromptError(f"{path}: missing key '{key}'")
+        # The values HF's GPT2Config uses by default; any other value means a model we do not compute.
+        supported = {"activation_function": "gelu_new", "scale_attn_weights": True,
+                     "scale_attn_by_inverse_layer_idx": False, "tie_word_embeddings": True}
+        for key, value in supported.items():
+            if raw.get(key, value) != value:
+                raise TinyPromptError(f"{path}: {key} is {raw[key]!r}, tinyprompt supports only {value!r}")
+        if raw.get("n_inner") not in (None, 4 * raw["n_embd"]):
+            raise TinyPromptError(f"{path}: n_inner is {raw['n_inner']!r}, tinyprompt supports only 4 * n_embd")
+        try:
+            return cls(**{f: raw[f] for f in cls.__dataclass_fields__ if f in raw})
+        except TinyPromptError as e:
+            raise TinyPromptError(f"{path}: {e}") from None
+
+    def to_hf_dict(self) -> dict:
+        """A complete config.json that transformers' GPT2LMHeadModel.from_pretrained loads."""
+        return {
+            "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], **asdict(self),
+            "n_inner": None, "activation_function": "gelu_new",  # n_inner None means 4 * n_embd
+            "resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1,  # training-time dropout, as in gpt2
+            "initializer_range": 0.02, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+            "reorder_and_upcast_attn": False, "use_cache": True, "tie_word_embeddings": True,
+            # <|endoftext|> = 50256; a toy vocabulary has none, so point at its last id (transformers checks)
+            "bos_token_id": min(50256, self.vocab_size - 1), "eos_token_id": min(50256, self.vocab_size - 1),
+        }
+
+
+def param_shapes(config: GPT2Config) -> dict[str, tuple]:
+    """Every parameter's HF key (hub layout) and shape; the loader checks the file against this."""
+    V, N, C = config.vocab_size, config.n_positions, config.n_embd
+    shapes = {"wte.weight": (V, C), "wpe.weight": (N, C)}
+    for i in range(config.n_layer):
+        shapes.update({
+            f"h.{i}.ln_1.weight": (C,), f"h.{i}.ln_1.bias": (C,),
+            f"h.{i}.attn.c_attn.weight": (C, 3 * C), f"h.{i}.attn.c_attn.bias": (3 * C,),
+            f"h.{i}.attn.c_proj.weight": (C, C), f"h.{i}.attn.c_proj.bias": (C,),
+            f"h.{i}.ln_2.weight": (C,), f"h.{i}.ln_2.bias": (C,),
+            f"h.{i}.mlp.c_fc.weight": (C, 4 * C), f"h.{i}.mlp.c_fc.bias": (4 * C,),
+            f"h.{i}.mlp.c_proj.weight": (4 * C, C), f"h.{i}.mlp.c_proj.bias": (C,),
+        })
+    shapes.update({"ln_f.weight": (C,), "ln_f.bias": (C,)})
+    return shapes
+
+
+def flatten(params, prefix="") -> dict[str, np.ndarray]:
+    """Nested params -> {"h.0.attn.c_attn.weight": array, ...}."""
+    if isinstance(params, np.ndarray):
+        return {prefix: params}
+    flat = {}
+    for key, child in enumerate(params) if isinstance(params, list) else params.items():
+        flat.update(flatten(child, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def unflatten(flat: dict[str, np.ndarray]) -> dict:
+    """{"h.0.attn.c_attn.weight": array, ...} -> nested params, with "h" a list of blocks."""
+    params: dict = {}
+    for key, array in flat.items():
+        *path, leaf = key.split(".")
+        node = params
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = array
+    params["h"] = [params["h"][str(i)] for i in range(len(params.get("h", {})))]
+    return params
+
+
+def random_params(config: GPT2Config, seed: int = 0, dtype=np.float32) -> dict:
+    """GPT-2's initialisation: N(0, 0.02), LayerNorms weight 1 bias 0, residual projections scaled down.
+
+    Unlike HF's init the linear biases are random too (N(0, 0.02)), so a test notices a dropped bias.
+    Drawn in float64 then cast, so every dtype gets the same values up to rounding.
+    """
+    rng = np.random.default_rng(seed)
+    flat = {}
+    for key, shape in param_shapes(config).items():
+        if ".ln_" in key or key.startswith("ln_f"):
+            flat[key] = np.full(shape, 1.0 if key.endswith("weight") else 0.0, dtype)
+        else:
+            # c_proj writes into the residual stream once per block: GPT-2 scales it by 1/sqrt(2 * n_layer)
+            # so the stream's variance does not grow with depth.
+            std = 0.02 / math.sqrt(2 * config.n_layer) if key.endswith("c_proj.weight") else 0.02
+            flat[key] = (rng.standard_normal(shape) * std).astype(dtype)
+    return unflatten(flat)
+
+
+def save_checkpoint(directory, config: GPT2Config, params, layout="hub", legacy_buffers=False, tokenizer=True):
+    """Write config.json, model.safetensors (and tokenizer.json) as a HF GPT-2 folder.
+
+    layout="hub": keys as in the gpt2 repos on the hub (`h.0.attn.c_attn.weight`).
+    layout="transformers": keys as `save_pretrained` writes them (`transformer.h.0.attn.c_attn.weight`).
+    legacy_buffers=True adds what older files carry and the loader must skip: the causal-mask buffers
+    `h.N.attn.bias` / `h.N.attn.masked_bias` (hub layout) or a copy of wte as `lm_head.weight` (transformers).
+    """
+    if layout not in ("hub", "transformers"):
+        raise TinyPromptError(f"layout must be 'hub' or 'transformers', got {layout!r}")
+    directory = Path(directory)
+    flat = flatten(params)
+    expected = param_shapes(config)
+    for key, array in flat.items():
+        if expected.get(key) != array.shape:
+            raise TinyPromptError(f"cannot save '{key}' of shape {list(array.shape)}: config wants "
+                                  f"{list(expected[key]) if key in expected else 'no such parameter'}")
+    if missing := expected.keys() - flat.keys():
+        raise TinyPromptError(f"cannot save: params lack {min(missing)!r}")
+    dtype = flat["wte.weight"].dtype
+    if legacy_buffers and layout == "hub":
+        N = config.n_positions
+        for i in range(config.n_layer):
+            flat[f"h.{i}.attn.bias"] = np.tril(np.ones((N, N), dtype))[None, None]  # [1, 1, N, N] causal mask
+            flat[f"h.{i}.attn.masked_bias"] = np.array(-1e4, dtype)
+    if layout == "transformers":
+        flat = {f"transformer.{k}": v for k, v in flat.items()}
+        if legacy_buffers:
+            flat["lm_head.weight"] = flat["transformer.wte.weight"]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n")
+    # Write beside, then rename: a crash leaves the old file whole, and a process that has the old file
+    # memory-mapped keeps reading it (overwriting it in place would change, or truncate, its arrays).
+    tmp = directory / "model.safetensors.tmp"
+    save_file({k: np.ascontiguousarray(v) for k, v in flat.items()}, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, directory / "model.safetensors")
+    if tokenizer:
+        from tinyprompt.tokenizer import write_tokenizer_json  # here: tokenizer.py imports this module
+
+        write_tokenizer_json(directory / "tokenizer.json")
+    return directory
+
+
+# safetensors dtype -> NumPy dtype, little-endian as the format says.
+DTYPES = {"F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
+IGNORED = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)|lm_head\.weight")  # buffers; lm_head is tied to wte
+
+
+def read_safetensors(path) -> dict[str, np.ndarray]:
+    """Every tensor of a .safetensors file as a read-only view into one memory map of the file.
+
+    The format: 8 bytes little-endian header length n, n bytes of JSON {name: {dtype, shape,
+    data_offsets: [begin, end]}}, then the raw data; offsets count from the end of the header.
+    F32 and F64 are zero-copy; F16 and BF16 are converted to float32, which copies them into memory.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if size < 8 or n > size - 8:
+            raise TinyPromptError(f"{path}: corrupt header (header length {n}, file size {size} bytes)")
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise TinyPromptError(f"{path}: corrupt header, not JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise TinyPromptError(f"{path}: corrupt header, not a JSON object")
+    header.pop("__metadata__", None)
+    file = np.memmap(path, dtype=np.uint8, mode="r") if size > 0 else None  # the only mapping of the file
+    tensors, converted = {}, set()
+    for name, info in header.items():
+        try:
+            dtype, shape, (begin, end) = DTYPES.get(info["dtype"]), tuple(info["shape"]), info["data_offsets"]
+            count = math.prod(shape)
+        except (KeyError, TypeError, ValueError):
+            raise TinyPromptError(f"{path}: corrupt header entry for '{name}': {info!r}") from None
+        if dtype is None:
+            raise TinyPromptError(f"{path}: '{name}' has dtype {info['dtype']}; supported: {', '.join(DTYPES)}")
+        if not 0 <= begin <= end or end - begin != count * dtype.itemsize:
+            raise TinyPromptError(f"{path}: corrupt header: '{name}' of shape {list(shape)} "
+                                  f"cannot span bytes {begin}..{end}")
+        if 8 + n + end > size:
+            raise TinyPromptError(f"{path}: truncated: '{name}' needs bytes up to {8 + n + end}, "
+                                  f"the file has {size}")
+        # np.asarray drops the np.memmap subclass but keeps it as .base: a plain, read-only view.
+        array = np.asarray(file[8 + n + begin: 8 + n + end]).view(dtype).reshape(shape)
+        if info["dtype"] == "F16":
+            array = array.astype(np.float32)
+        elif info["dtype"] == "BF16":  # bfloat16 is the top 16 bits of a float32
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        if info["dtype"] in ("F16", "BF16"):
+            converted.add(info["dtype"])
+        array.flags.writeable = False
+        tensors[name] = array
+    if converted:
+        warnings.warn(f"{path}: {'/'.join(sorted(converted))} converted to float32 (a copy, not memory-mapped)")
+    return tensors
+
+
+def load_params(directory) -> tuple[GPT2Config, dict]:
+    """(config, params) of a checkpoint folder; every array is a read-only view of model.safetensors."""
+    directory = Path(directory)
+    config = GPT2Config.from_json(directory / "config.json")
+    path = directory / "model.safetensors"
+    if not path.is_file():
+        raise TinyPromptError(f"{path}: no such file")
+    tensors = read_safetensors(path)
+    flat = {}
+    for name, array in tensors.items():
+        key = name.removeprefix("transformer.")  # save_pretrained's layout -> the hub's
+        if IGNORED.fullmatch(key):
+            continue  # the causal mask is rebuilt by the model; the output head reuses wte (no copy)
+        flat[key] = array
+    for key, shape in param_shapes(config).items():
+        if key not in flat:
+            raise TinyPromptError(f"{path}: missing tensor '{key}' (config.json says n_layer={config.n_layer})")
+        if flat[key].shape != shape:
+            raise TinyPromptError(f"{path}: '{key}' has shape {list(flat[key].shape)}, "
+                                  f"config.json says {list(shape)}")
+    if extra := flat.keys() - param_shapes(config).keys():
+        raise TinyPromptError(f"{path}: unexpected tensor '{min(extra)}' for the config in config.json")
+    if len({a.dtype for a in flat.values()}) > 1:
+        raise TinyPromptError(f"{path}: mixes dtypes {sorted({a.dtype.name for a in flat.values()})}")
+    return config, unflatten(flat)
+
+
+# ---- finding a checkpoint: a folder, the tiny random model, or a download from the Hugging Face hub ----
+
+TINY_RANDOM = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=64, n_layer=2, n_head=4)
+HUB_FILES = ("config.json", "model.safetensors", "tokenizer.json")  # tokenizer.json is optional
+HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")  # "gpt2", "openai-community/gpt2"
+
+
+def weights_root() -> Path:
+    """$TINYPROMPT_WEIGHTS, else the repo's weights/ folder."""
+    return Path(os.environ.get("TINYPROMPT_WEIGHTS") or Path(__file__).resolve().parent.parent / "weights")
+
+
+def weights_dir(name: str) -> Path:
+    """Where the checkpoint called `name` lives: "openai-community/gpt2" -> weights/openai-community--gpt2."""
+    return weights_root() / name.replace("/", "--")
+
+
+def _check_folder(directory: Path) -> Path:
+    for file in ("config.json", "model.safetensors"):
+        if not (directory / file).is_file():
+            raise TinyPromptError(f"{directory} has no {file}: a checkpoint folder needs config.json and "
+                                  "model.safetensors (delete the folder to download it again)")
+    return directory
+
+
+def find_weights(name_or_path) -> Path:
+    """The checkpoint folder for a local path, "tiny-random", or a hub name (downloaded once)."""
+    name = str(name_or_path)
+    if Path(name).expanduser().is_dir():
+        return _check_folder(Path(name).expanduser())
+    if name != "tiny-random" and not HUB_NAME.fullmatch(name):
+        raise TinyPromptError(f"{name}: no such folder, and not a Hugging Face hub name")
+    target = weights_dir(name)
+    if target.is_dir():
+        return _check_folder(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if name == "tiny-random":
+        _write_tiny_random(target)
+    else:
+        _download(name, target)
+    return target
+
+
+def _write_tiny_random(target: Path):
+    # Built in a temporary folder and renamed into place: a crash never leaves half a checkpoint.
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-random-", dir=target.parent))
+    try:
+        save_checkpoint(tmp, TINY_RANDOM, random_params(TINY_RANDOM, seed=0))
+        (tmp / "README.md").write_text(
+            "# tiny-random: RANDOM weights, not a trained model\n\nThese weights are random numbers "
+            "(seed 0), written by tinyprompt for fast tests and demos: the model talks gibberish.\n"
+            "GPT-2's architecture and tokenizer at a tiny size: 2 layers, 4 heads, 64 channels.\n")
+        os.replace(tmp, target)
+    except OSError:
+        if not target.is_dir():  # else another process won the race, and its copy is as good
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _offline_reason() -> str | None:
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").upper() in ("1", "ON", "YES", "TRUE"):
+            return f"{var} is set"
+    return None
+
+
+def _download(repo_id: str, target: Path):
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url  # slow import: only here
+    from huggingface_hub.errors import EntryNotFoundError
+
+    def cannot(reason):
+        folder = f"weights/{target.name}/" if target.parent == weights_root() else f"{target}/"
+        return TinyPromptError(f"could not download '{repo_id}' from the Hugging Face hub ({reason}). Copy "
+                               f"config.json and model.safetensors into {folder}, or use --model tiny-random")
+
+    if reason := _offline_reason():
+        raise cannot(reason)
+    endpoint = os.environ.get("HF_ENDPOINT")  # read now: huggingface_hub reads it once, at import
+    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 10)
+    try:
+        # One request without retries first: hf_hub_download retries a dead network for ~25 s.
+        get_hf_file_metadata(hf_hub_url(repo_id, "config.json", endpoint=endpoint), timeout=timeout)
+    # Any error (no network, unknown or gated repo) ends the same way; the exception classes differ
+    # between huggingface_hub versions (requests, httpx), so catch them all.
+    except Exception as e:  # noqa: BLE001
+        raise cannot(f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'no details'}") from None
+    # Into "<name>.partial" first (a rerun resumes there), renamed when complete.
+    partial = target.with_name(target.name + ".partial")
+    for file in HUB_FILES:
+        try:
+            hf_hub_download(repo_id, file, local_dir=partial, endpoint=endpoint, etag_timeout=timeout)
+        except EntryNotFoundError:
+            if file != "tokenizer.json":  # without one we use the bundled GPT-2 tokenizer
+                raise cannot(f"the repo has no {file}") from None
+        except Exception as e:  # noqa: BLE001 (as above)
+            raise cannot(f"{type(e).__name__} while fetching {file}") from None
+    shutil.rmtree(partial / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping for resuming
+    os.replace(partial, target)
