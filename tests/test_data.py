@@ -7,8 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyprompt.data import (IGNORE_INDEX, batches, check_template, epoch_order, load_data, num_batches,
-                             pad_batch, read_rows, split_validation, tokenize)
+from tinyprompt.data import (
+    IGNORE_INDEX,
+    batches,
+    check_template,
+    epoch_order,
+    load_data,
+    num_batches,
+    pad_batch,
+    read_rows,
+    split_validation,
+    tokenize,
+)
 from tinyprompt.errors import TinyPromptError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +119,7 @@ def test_jsonl_errors(tmp_path, content, message):
     ("input,output\n", {}, "d.csv: no rows"),
     ("", {}, "d.csv: no rows"),
     ("a,b\n1,2\n", {}, "d.csv:2: no 'input'/'output' or 'text' field"),
-    ("a,b\n1,2\n", {"input_column": "a", "output_column": "c"}, "d.csv:2: missing 'c'"),
+    ("a,b\n1,2\n", {"input_column": "a", "output_column": "c"}, r"d.csv:2: no 'c' field \(found \['a', 'b'\]\)"),
     ("input,output\nx,y\nz\n", {}, "d.csv:3: missing 'output'"),
     ('input,output\n"x,y\n', {}, "d.csv:2: malformed CSV"),
 ])
@@ -126,6 +136,8 @@ def test_file_and_flag_errors(tmp_path):
         load_data(write(tmp_path, "d.txt", "x"), TOK)
     with pytest.raises(TinyPromptError, match="both --input-column and --output-column"):
         read_rows(write(tmp_path, "d.csv", "a\n1\n"), input_column="a")
+    with pytest.raises(TinyPromptError, match="not both"):
+        read_rows(write(tmp_path, "d.csv", "a\n1\n"), input_column="a", output_column="a", text_column="a")
     bad = tmp_path / "latin1.jsonl"
     bad.write_bytes(b'{"text": "caf\xe9"}\n')
     with pytest.raises(TinyPromptError, match="latin1.jsonl: not UTF-8"):

@@ -123,3 +123,27 @@ def test_bad_inputs_raise_clear_errors(model, ref, bad):
     }[bad]
     with pytest.raises(TinyPromptError):
         model.loss_and_grad(*args)
+
+
+def test_a_batch_can_mix_prompts(model, ref):
+    """Many tasks, one frozen model: each row of a batch with its own soft prompt [B, P, C]."""
+    ids, prompt = ref["input_ids"][:2], ref["prompt"]
+    other = prompt[::-1].copy()
+    mixed = model.logits(ids, np.stack([prompt, other]))
+    np.testing.assert_allclose(mixed[0], model.logits(ids[:1], prompt)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mixed[1], model.logits(ids[1:], other)[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("P", [0, 1, 5])
+def test_loss_and_grad_agrees_with_concatenated_logits(model, ref, P):
+    """loss_and_grad runs the prompt once as a KV-cache prefix; logits() concatenates it in every row.
+    Same loss, float32; P = 0 (a hard prompt or none) works too."""
+    ids, labels, prompt = ref["input_ids"], ref["labels"].copy(), ref["prompt"][:P]
+    labels[:, 0] = ids[:, 0]  # with P > 0 the last virtual token predicts the first text token
+    logits = model.logits(ids, prompt).astype(np.float64)
+    full = np.concatenate([np.full((3, P), -100), labels], axis=1)[:, 1:]  # shifted targets of [B, L - 1]
+    b, p = np.nonzero(full != -100)
+    logp = logits[b, p] - np.log(np.exp(logits[b, p]).sum(-1, keepdims=True))
+    loss, dprompt = model.loss_and_grad(prompt, ids, labels)
+    assert loss == pytest.approx(-logp[np.arange(len(b)), full[b, p]].mean(), rel=1e-5)
+    assert dprompt.shape == (P, model.config.n_embd)

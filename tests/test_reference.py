@@ -15,10 +15,9 @@ from tinyprompt.gradcheck import cmp, rel_error
 torch = pytest.importorskip("torch")  # the reference extra; `make test-reference` installs it
 pytestmark = pytest.mark.reference
 
-from safetensors.torch import save_file  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
-
-from reference import hf_logits, hf_model, peft_loss_and_grad, ragged_batch  # noqa: E402
+from reference import hf_logits, hf_model, peft_loss_and_grad, ragged_batch
+from safetensors.torch import save_file
+from transformers import GPT2Config, GPT2LMHeadModel
 
 RTOL32 = 1e-4  # float32, relative to the largest entry
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tinyprompt import weights
+from tinyprompt import hub
 from tinyprompt.errors import TinyPromptError
 from tinyprompt.tokenizer import ASSETS, bundled_tokenizer, load_tokenizer, write_tokenizer_json
 
@@ -55,14 +55,14 @@ def test_model_folder_tokenizer_json_is_used(tmp_path):
 
 def test_unknown_name_falls_back_to_bundled_without_downloading():
     assert load_tokenizer("gpt2").encode("Hello world") == [15496, 995]
-    assert not weights.weights_dir("gpt2").exists()
+    assert not hub.weights_dir("gpt2").exists()
 
 
 @pytest.mark.reference
 def test_transformers_tokenizer_agrees():
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    directory = weights.find_weights("tiny-random")
+    directory = hub.find_weights("tiny-random")
     ours = load_tokenizer("tiny-random")
     for theirs in (AutoTokenizer.from_pretrained(directory),
                    PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))):

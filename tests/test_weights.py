@@ -1,15 +1,12 @@
-"""Checkpoints: config.json, save/load round trips, read-only memory maps, errors, and finding weights.
+"""Checkpoints: config.json, save/load round trips, read-only memory maps, and errors naming the file.
 
-No test touches the network: the weights root is a temporary folder, HF_HUB_OFFLINE is set, and the hub
-endpoint points at a closed port on this machine.
+Finding and downloading checkpoints is tested in test_hub.py.
 """
 
 import gc
 import hashlib
 import json
-import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,7 @@ from safetensors.numpy import save_file
 
 from tinyprompt import weights
 from tinyprompt.errors import TinyPromptError
-from tinyprompt.weights import GPT2Config, find_weights, load_params, random_params, save_checkpoint
+from tinyprompt.weights import GPT2Config, load_params, random_params, save_checkpoint
 
 SMALL = GPT2Config(vocab_size=300, n_positions=32, n_embd=16, n_layer=2, n_head=2)
 
@@ -186,8 +183,6 @@ def test_missing_files(tmp_path, small):
         load_params(directory)
     with pytest.raises(TinyPromptError, match="config.json: no such file"):
         load_params(tmp_path / "nowhere")
-    with pytest.raises(TinyPromptError, match="has no model.safetensors"):
-        find_weights(directory)
 
 
 def test_wrong_shape_and_missing_key(small):
@@ -242,76 +237,6 @@ def test_save_refuses_wrong_shapes(tmp_path):
     params["h"][0]["ln_1"]["bias"] = np.zeros(3, np.float32)
     with pytest.raises(TinyPromptError, match="'h.0.ln_1.bias' of shape \\[3\\]"):
         save_checkpoint(tmp_path, SMALL, params)
-
-
-# ---- finding weights ----
-
-def test_tiny_random_is_written_once_and_deterministically(tmp_path, monkeypatch):
-    directory = find_weights("tiny-random")
-    assert directory == tmp_path / "weights" / "tiny-random"
-    assert {p.name for p in directory.parent.iterdir()} == {"tiny-random"}  # no temporary folder left
-    assert "RANDOM" in (directory / "README.md").read_text()
-    assert (directory / "tokenizer.json").is_file()
-    config, params = load_params(directory)
-    assert config == weights.TINY_RANDOM
-    assert params["h"][0]["attn"]["c_attn"]["weight"].shape == (64, 192)
-    stamp = (directory / "model.safetensors").stat().st_mtime_ns
-    assert find_weights("tiny-random") == directory
-    assert (directory / "model.safetensors").stat().st_mtime_ns == stamp  # not rewritten
-    monkeypatch.setenv("TINYPROMPT_WEIGHTS", str(tmp_path / "other"))
-    assert sha256(find_weights("tiny-random") / "model.safetensors") == sha256(directory / "model.safetensors")
-
-
-def test_local_folder_is_used_as_is(small):
-    directory, _ = small
-    assert find_weights(directory) == directory
-    assert find_weights(str(directory)) == directory
-    with pytest.raises(TinyPromptError, match="no such folder"):
-        find_weights("./no/such/folder")
-
-
-@pytest.mark.parametrize("offline", [True, False])
-@pytest.mark.parametrize("name, folder", [("gpt2", "gpt2"), ("openai-community/gpt2", "openai-community--gpt2")])
-def test_unknown_name_offline_fails_fast(monkeypatch, offline, name, folder):
-    if not offline:  # then the request itself must fail fast, against the closed port
-        monkeypatch.delenv("HF_HUB_OFFLINE")
-        monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    start = time.perf_counter()
-    with pytest.raises(TinyPromptError) as error:
-        find_weights(name)
-    assert time.perf_counter() - start < 3
-    message = str(error.value)
-    assert f"could not download '{name}'" in message and "\n" not in message
-    assert f"{folder}/" in message and "--model tiny-random" in message
-    assert not (weights.weights_root() / folder).exists()
-
-
-def test_download_goes_to_a_partial_folder_then_into_place(monkeypatch, small, tmp_path):
-    """The download itself with huggingface_hub replaced by a local copy."""
-    import huggingface_hub
-    from huggingface_hub.errors import EntryNotFoundError
-
-    source, params = small
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    seen = []
-
-    def fake_download(repo_id, filename, local_dir, **kwargs):
-        seen.append((repo_id, filename, local_dir.name))
-        if not (source / filename).exists():
-            raise EntryNotFoundError(f"{filename} not in {repo_id}")
-        (local_dir / ".cache").mkdir(parents=True, exist_ok=True)
-        return shutil.copy(source / filename, local_dir / filename)
-
-    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    directory = find_weights("some-org/small")
-    assert directory == tmp_path / "weights" / "some-org--small"
-    assert seen == [("some-org/small", f, "some-org--small.partial") for f in weights.HUB_FILES]
-    assert sorted(p.name for p in directory.iterdir()) == ["config.json", "model.safetensors"]
-    assert not (tmp_path / "weights" / "some-org--small.partial").exists()
-    assert_same_params(load_params(directory)[1], params)
-    seen.clear()
-    assert find_weights("some-org/small") == directory and not seen  # downloaded once
 
 
 @pytest.mark.reference

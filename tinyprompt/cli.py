@@ -26,7 +26,7 @@ def add_sampling_args(p):
 
 
 def cmd_download(args):
-    from .weights import find_weights
+    from .hub import find_weights
 
     print(f"{args.model}: {find_weights(args.model)}")
 
@@ -41,7 +41,7 @@ def cmd_generate(args):
     if args.prompt:
         from .prompt import load_prompt
 
-        prompts = [load_prompt(d, model) for d in args.prompt]
+        prompts = [load_prompt(d, model.config.n_embd)[0] for d in args.prompt]
     for directory, prompt in zip(args.prompt or [None], prompts):
         new = generate(model, tok.encode(args.text), prompt, max_new_tokens=args.max_new_tokens,
                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,

@@ -64,6 +64,8 @@ def read_rows(path, input_column=None, output_column=None, text_column=None):
         raise TinyPromptError(f"{path}: no such data file")
     if (input_column is None) != (output_column is None):
         raise TinyPromptError("give both --input-column and --output-column, or neither")
+    if input_column is not None and text_column is not None:
+        raise TinyPromptError("give --input-column/--output-column or --text-column, not both")
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".csv", ".tsv"):
         raise TinyPromptError(f"{path}: unknown data format {suffix!r} (use .jsonl, .csv or .tsv)")
@@ -86,6 +88,9 @@ def read_rows(path, input_column=None, output_column=None, text_column=None):
     else:
         raise TinyPromptError(f"{path}:{raw[0][0]}: no 'input'/'output' or 'text' field (found {sorted(fields)});"
                               " name them with --input-column/--output-column or --text-column")
+    absent = [name for name in keys.values() if name not in fields]
+    if absent:
+        raise TinyPromptError(f"{path}:{raw[0][0]}: no {absent[0]!r} field (found {sorted(fields)})")
     rows = []
     for line, record in raw:
         row = {}

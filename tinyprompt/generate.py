@@ -9,11 +9,7 @@ and reused by every step.
 import numpy as np
 
 from .errors import TinyPromptError
-
-
-def present(caches):
-    """Per block, the (k, v) [B, H, L, D] of all positions so far, out of the attention caches."""
-    return [(attn_cache[1], attn_cache[2]) for _, attn_cache, _, _ in caches]
+from .gpt2 import present
 
 
 def apply_repetition_penalty(logits, seen, penalty):

@@ -11,7 +11,8 @@ import numpy as np
 
 from . import layers as F
 from .errors import TinyPromptError
-from .weights import find_weights, load_params
+from .hub import find_weights
+from .weights import load_params
 
 IGNORE_INDEX = -100  # label of a position that does not count in the loss (transformers' convention)
 
@@ -39,11 +40,18 @@ def attn_forward(x, c_attn, c_proj, n_head, past=None):
     return F.linear_forward(merge_heads(y), **c_proj), cache  # [B, L, C] -> [B, L, C]
 
 
-def attn_backward(dout, cache, c_attn, c_proj, n_head):
+def attn_backward(dout, cache, c_attn, c_proj, n_head, dpresent=None):
+    """-> (dx [B, L, C], dpast): dpast = the gradient of the `past` keys and values (zero-length without a
+    past). `dpresent` = the gradient that later queries (a pass that used this one as its past) sent to
+    this pass's own keys and values: it adds to theirs."""
     dy = split_heads(F.linear_backward(dout, c_proj["weight"]), n_head)  # [B, L, C] -> [B, H, L, D]
-    dq, dk, dv = F.attention_backward(dy, cache)  # 3 x [B, H, L, D]
+    dq, dk, dv = F.attention_backward(dy, cache)  # dq [B, H, L, D]; dk, dv [B, H, Lpast + L, D]
+    n_past = dk.shape[2] - dq.shape[2]
+    dpast, dk, dv = (dk[:, :, :n_past], dv[:, :, :n_past]), dk[:, :, n_past:], dv[:, :, n_past:]
+    if dpresent is not None:
+        dk, dv = dk + dpresent[0], dv + dpresent[1]
     dqkv = np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)  # [B, L, 3C]
-    return F.linear_backward(dqkv, c_attn["weight"])  # [B, L, 3C] -> [B, L, C]
+    return F.linear_backward(dqkv, c_attn["weight"]), dpast  # [B, L, 3C] -> [B, L, C]
 
 
 # --- MLP ---------------------------------------------------------------------------------------
@@ -71,12 +79,20 @@ def block_forward(x, ln_1, attn, ln_2, mlp, n_head, eps, past=None):
     return x + m, (ln_1_cache, attn_cache, ln_2_cache, mlp_cache)  # residual 2
 
 
-def block_backward(dx, cache, ln_1, attn, ln_2, mlp, n_head):
+def block_backward(dx, cache, ln_1, attn, ln_2, mlp, n_head, dpresent=None):
+    """-> (dx, dpast); see attn_backward for `dpresent` and `dpast`."""
     ln_1_cache, attn_cache, ln_2_cache, mlp_cache = cache
     # forward: x = x + mlp(ln_2(x)): the gradient goes straight through and through the branch
     dx = dx + F.layer_norm_backward(mlp_backward(dx, mlp_cache, **mlp), ln_2_cache)
     # forward: x = x + attn(ln_1(x))
-    return dx + F.layer_norm_backward(attn_backward(dx, attn_cache, **attn, n_head=n_head), ln_1_cache)
+    da, dpast = attn_backward(dx, attn_cache, **attn, n_head=n_head, dpresent=dpresent)
+    return dx + F.layer_norm_backward(da, ln_1_cache), dpast
+
+
+def present(caches):
+    """Per block, the (k, v) [B, H, L, D] of all positions so far, out of the attention caches: the KV
+    cache that later positions attend to (generation, and the text attending to the soft prompt)."""
+    return [(attn_cache[1], attn_cache[2]) for _, attn_cache, _, _ in caches]
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -113,17 +129,19 @@ class GPT2:
             raise TinyPromptError(f"input_ids must be an integer array [B, T], got {input_ids.dtype} {input_ids.shape}")
         if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
             raise TinyPromptError(f"token id out of range [0, {self.config.vocab_size}): {input_ids.min()}..{input_ids.max()}")
-        P = 0 if prompt is None else self.check_prompt(prompt).shape[0]
+        P = 0 if prompt is None else self.check_prompt(prompt, batch=input_ids.shape[0]).shape[-2]
         L = start + P + input_ids.shape[1]
         if L > self.config.n_positions:
             raise TinyPromptError(f"sequence of {L} positions ({P} virtual + {L - P} tokens) exceeds the "
                                   f"model's context of n_positions={self.config.n_positions}")
         return F.embedding_forward(input_ids, self.wte, self.params["wpe"]["weight"], prompt, start)
 
-    def check_prompt(self, prompt):
-        prompt = np.asarray(prompt)
-        if prompt.ndim != 2 or prompt.shape[1] != self.config.n_embd:
-            raise TinyPromptError(f"prompt must be [P, {self.config.n_embd}] for this model, got {prompt.shape}")
+    def check_prompt(self, prompt, batch=None):
+        """A prompt is [P, C], or with `batch` rows also [B, P, C]: one prompt per row (many tasks, one model)."""
+        prompt, C = np.asarray(prompt), self.config.n_embd
+        if prompt.shape[-1:] != (C,) or not (prompt.ndim == 2 or batch and prompt.shape[:1] == (batch,)):
+            wanted = f"[P, {C}]" + (f" or [{batch}, P, {C}]" if batch else "")
+            raise TinyPromptError(f"prompt must be {wanted} for this model, got {list(prompt.shape)}")
         return prompt
 
     def forward(self, x, past=None):
@@ -142,8 +160,8 @@ class GPT2:
         return h @ self.wte.T
 
     def logits(self, input_ids, prompt=None):
-        """ids [B, T] (+ prompt [P, C]) -> logits [B, P+T, V], equal to transformers'
-        GPT2LMHeadModel(inputs_embeds=cat(prompt, wte[ids])).logits."""
+        """ids [B, T] (+ prompt [P, C], or [B, P, C] for a prompt per row) -> logits [B, P+T, V], equal to
+        transformers' GPT2LMHeadModel(inputs_embeds=cat(prompt, wte[ids])).logits."""
         x, _ = self.forward(self.embed(input_ids, prompt))
         return self.head(x)
 
@@ -162,18 +180,29 @@ class GPT2:
     def loss_and_grad(self, prompt, input_ids, labels, need_grad=True):
         """Mean cross-entropy over the counted target tokens, and its gradient d loss / d prompt [P, C].
 
-        Only the M positions that carry a target go through ln_f and the [C, V] head (the biggest matmul of
-        GPT-2): a position without a target contributes nothing to the loss, so its logits are never needed,
-        and its head gradient is exactly zero. With 8 targets in 84 positions that is ~10x less head work."""
+        Two savings, both exact:
+        1. The prompt runs once, not once per row. Under the causal mask the P virtual tokens never see the
+           text, so their hidden states are the same in every row: we run them alone as a [1, P, C] batch and
+           hand their keys and values to the text as a KV cache (as in generation). The backward sends each
+           row's gradient for those keys and values back, summed over the rows, through that single pass.
+        2. Only the M positions that carry a target go through ln_f and the [C, V] head, the biggest matmul
+           of GPT-2: a position without a target adds nothing to the loss, so its logits are never needed
+           and its head gradient is exactly zero. With 8 targets in 84 positions that is ~10x less head work.
+        `logits()` does neither and concatenates the prompt in front; the tests check the two agree."""
         prompt = self.check_prompt(prompt).astype(self.dtype, copy=False)
         input_ids, labels = np.asarray(input_ids), np.asarray(labels)
         if labels.shape != input_ids.shape:
             raise TinyPromptError(f"labels {labels.shape} must have the shape of input_ids {input_ids.shape}")
-        P = prompt.shape[0]
+        (B, T), P = input_ids.shape, prompt.shape[0]
         b, p, target = self.targets(labels, P)
 
-        x = self.embed(input_ids, prompt)  # [B, L, C]
-        x, caches = self.forward(x)  # [B, L, C]
+        xp, prompt_caches, past = prompt[None], [], None  # P = 0 (no soft prompt): nothing to run
+        if P:
+            xp, prompt_caches = self.forward(self.embed(np.zeros((1, 0), np.int64), prompt))  # [1, P, C], once
+            past = [(np.broadcast_to(k, (B, *k.shape[1:])), np.broadcast_to(v, (B, *v.shape[1:])))
+                    for k, v in present(prompt_caches)]  # the same prompt keys/values for every row
+        xt, text_caches = self.forward(self.embed(input_ids, start=P), past)  # [B, T, C] after the prompt
+        x = np.concatenate([np.broadcast_to(xp, (B, P, xp.shape[2])), xt], axis=1)  # [B, L, C]
         h, ln_f_cache = F.layer_norm_forward(x[b, p], **self.params["ln_f"], eps=self.config.layer_norm_epsilon)
         logits = h @ self.wte.T  # [M, C] -> [M, V], only where a target is
         loss, ce_cache = F.cross_entropy_forward(logits, target)
@@ -185,9 +214,14 @@ class GPT2:
         dh = dlogits @ self.wte  # logits = h @ wte.T  ->  dh = dlogits @ wte   [M, V] -> [M, C]
         dx = np.zeros_like(x)  # positions without a target get no gradient from the head
         dx[b, p] = F.layer_norm_backward(dh, ln_f_cache)  # (b, p) pairs are distinct: plain assignment
-        for block, cache in zip(reversed(self.params["h"]), reversed(caches)):
-            dx = block_backward(dx, cache, **block, n_head=self.config.n_head)
-        return float(loss), F.embedding_backward(dx, P)  # [B, L, C] -> [P, C]
+        dxt, dpresent = dx[:, P:], []
+        for block, cache in zip(reversed(self.params["h"]), reversed(text_caches)):
+            dxt, dpast = block_backward(dxt, cache, **block, n_head=self.config.n_head)
+            dpresent.append((dpast[0].sum(axis=0, keepdims=True), dpast[1].sum(axis=0, keepdims=True)))
+        dxp = dx[:, :P].sum(axis=0, keepdims=True)  # the prompt pass is shared: its gradients add up
+        for block, cache, dkv in zip(reversed(self.params["h"]), reversed(prompt_caches), dpresent):
+            dxp, _ = block_backward(dxp, cache, **block, n_head=self.config.n_head, dpresent=dkv)
+        return float(loss), F.embedding_backward(dxp, P)  # [1, P, C] -> [P, C]
 
     def loss(self, prompt, input_ids, labels):
         """The loss alone (no backward)."""
@@ -200,3 +234,15 @@ def load_model(name_or_path="gpt2", dtype=np.float32):
     config, params = load_params(find_weights(name_or_path))
     model = GPT2(config, params, name_or_path)
     return model if model.dtype == dtype else model.astype(dtype)
+
+
+def load_model_or_tiny_random(name_or_path="gpt2"):
+    """`load_model`, or -- when that checkpoint cannot be had (no network) -- tiny-random, with a banner.
+    For demos and lessons only: the CLI's tune/eval refuse to fall back silently."""
+    try:
+        return load_model(name_or_path)
+    except TinyPromptError as e:
+        bar = "=" * 100
+        print(f"{bar}\n{e}\nFALLING BACK TO tiny-random: its weights are RANDOM, so every output below is "
+              f"meaningless text from an untrained model.\n{bar}", flush=True)
+        return load_model("tiny-random")

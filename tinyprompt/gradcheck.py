@@ -21,7 +21,7 @@ def cmp(name, ours, reference, rtol=1e-5, atol=1e-8, quiet=False):
     else:
         ok = bool(np.allclose(ours, reference, rtol=rtol, atol=atol))
         diff = np.abs(ours - reference)
-        line = f"{name:<24} | allclose: {str(ok):<5} | max abs diff: {diff.max():.2e} | max rel diff: {rel_error(ours, reference):.2e}"
+        line = f"{name:<24} | allclose: {ok!s:<5} | max abs diff: {diff.max():.2e} | max rel diff: {rel_error(ours, reference):.2e}"
     if not quiet:
         print(line)
     return ok, line

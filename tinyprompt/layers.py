@@ -21,11 +21,12 @@ import numpy as np
 
 
 def embedding_forward(input_ids, wte, wpe, prompt=None, start=0):
-    """[B, T] ids + [P, C] prompt -> [B, P+T, C]. `start` is the position of the first token (KV cache)."""
+    """[B, T] ids + prompt -> [B, P+T, C]. The prompt is [P, C] (the same for every row) or [B, P, C]
+    (one per row: several tasks in one batch). `start` is the position of the first token (KV cache)."""
     x = wte[input_ids]  # [B, T] -> [B, T, C]  (vectorization: a row lookup, no matmul)
-    if prompt is not None and len(prompt):
-        B = x.shape[0]
-        prompt = np.broadcast_to(prompt.astype(x.dtype, copy=False), (B, *prompt.shape))  # [P, C] -> [B, P, C]
+    if prompt is not None and prompt.shape[-2]:
+        B, (P, C) = x.shape[0], prompt.shape[-2:]
+        prompt = np.broadcast_to(prompt.astype(x.dtype, copy=False), (B, P, C))  # [P, C] -> [B, P, C]
         x = np.concatenate([prompt, x], axis=1)  # [B, P, C] + [B, T, C] -> [B, L, C]
     return x + wpe[start : start + x.shape[1]]  # every position, virtual tokens included, gets wpe
 

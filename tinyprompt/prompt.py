@@ -127,10 +127,17 @@ def atomic_write(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())  # the bytes reach the disk before the rename makes them visible
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)  # the only way to read the umask is to set it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def load_prompt(directory, n_embd=None):

@@ -18,8 +18,8 @@ import tokenizers
 from tokenizers import decoders, pre_tokenizers
 from tokenizers.models import BPE
 
-from tinyprompt import weights
 from tinyprompt.errors import TinyPromptError
+from tinyprompt.hub import weights_dir
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EOS = "<|endoftext|>"
@@ -80,11 +80,11 @@ def write_tokenizer_json(path) -> Path:
 def load_tokenizer(name_or_path=None) -> Tokenizer:
     """The tokenizer of a model folder or weights name if it has a tokenizer.json, else the bundled one.
 
-    Never downloads: a hub name is only looked up in the weights folder (see weights.weights_dir).
+    Never downloads: a hub name is only looked up in the weights folder (see hub.weights_dir).
     """
     if name_or_path is not None:
         path = Path(name_or_path).expanduser()
-        directory = path if path.is_dir() else weights.weights_dir(str(name_or_path))
+        directory = path if path.is_dir() else weights_dir(str(name_or_path))
         file = directory / "tokenizer.json"
         if file.is_file():
             try:

@@ -1,4 +1,4 @@
-"""GPT-2 checkpoints: find or download them, and memory-map them read-only.
+"""GPT-2 checkpoints: the config, the parameters' names and shapes, saving, and memory-mapping read-only.
 
 A checkpoint is a folder with `config.json` and `model.safetensors`, the files of a Hugging Face GPT-2.
 `load_params` reads the safetensors header itself and hands out NumPy views straight into a read-only
@@ -7,6 +7,7 @@ them, and the frozen weights of prompt tuning cannot be changed by mistake (writ
 
 params mirror the HF keys, so `h.0.attn.c_attn.weight` is `params["h"][0]["attn"]["c_attn"]["weight"]`.
 HF's Conv1D stores weights as [in, out]: y = x @ W + b. Size letters: V vocab, N n_positions, C channels.
+Finding a checkpoint folder (a local path, tiny-random, or a hub download) is `hub.py`'s job.
 References: the safetensors format (https://github.com/huggingface/safetensors), nanoGPT's from_pretrained.
 """
 
@@ -14,14 +15,12 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import save_file
+from safetensors.numpy import save
 
 from tinyprompt.errors import TinyPromptError
 
@@ -175,8 +174,9 @@ def save_checkpoint(directory, config: GPT2Config, params, layout="hub", legacy_
     (directory / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n")
     # Write beside, then rename: a crash leaves the old file whole, and a process that has the old file
     # memory-mapped keeps reading it (overwriting it in place would change, or truncate, its arrays).
+    # (safetensors' save_file would create the file readable by its owner only, hence save + write_bytes.)
     tmp = directory / "model.safetensors.tmp"
-    save_file({k: np.ascontiguousarray(v) for k, v in flat.items()}, str(tmp), metadata={"format": "pt"})
+    tmp.write_bytes(save({k: np.ascontiguousarray(v) for k, v in flat.items()}, metadata={"format": "pt"}))
     os.replace(tmp, directory / "model.safetensors")
     if tokenizer:
         from tinyprompt.tokenizer import write_tokenizer_json  # here: tokenizer.py imports this module
@@ -210,7 +210,7 @@ def read_safetensors(path) -> dict[str, np.ndarray]:
     if not isinstance(header, dict):
         raise TinyPromptError(f"{path}: corrupt header, not a JSON object")
     header.pop("__metadata__", None)
-    file = np.memmap(path, dtype=np.uint8, mode="r") if size > 0 else None  # the only mapping of the file
+    file = np.memmap(path, dtype=np.uint8, mode="r")  # the one mapping that every tensor views
     tensors, converted = {}, set()
     for name, info in header.items():
         try:
@@ -266,104 +266,3 @@ def load_params(directory) -> tuple[GPT2Config, dict]:
     if len({a.dtype for a in flat.values()}) > 1:
         raise TinyPromptError(f"{path}: mixes dtypes {sorted({a.dtype.name for a in flat.values()})}")
     return config, unflatten(flat)
-
-
-# ---- finding a checkpoint: a folder, the tiny random model, or a download from the Hugging Face hub ----
-
-TINY_RANDOM = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=64, n_layer=2, n_head=4)
-HUB_FILES = ("config.json", "model.safetensors", "tokenizer.json")  # tokenizer.json is optional
-HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")  # "gpt2", "openai-community/gpt2"
-
-
-def weights_root() -> Path:
-    """$TINYPROMPT_WEIGHTS, else the repo's weights/ folder."""
-    return Path(os.environ.get("TINYPROMPT_WEIGHTS") or Path(__file__).resolve().parent.parent / "weights")
-
-
-def weights_dir(name: str) -> Path:
-    """Where the checkpoint called `name` lives: "openai-community/gpt2" -> weights/openai-community--gpt2."""
-    return weights_root() / name.replace("/", "--")
-
-
-def _check_folder(directory: Path) -> Path:
-    for file in ("config.json", "model.safetensors"):
-        if not (directory / file).is_file():
-            raise TinyPromptError(f"{directory} has no {file}: a checkpoint folder needs config.json and "
-                                  "model.safetensors (delete the folder to download it again)")
-    return directory
-
-
-def find_weights(name_or_path) -> Path:
-    """The checkpoint folder for a local path, "tiny-random", or a hub name (downloaded once)."""
-    name = str(name_or_path)
-    if Path(name).expanduser().is_dir():
-        return _check_folder(Path(name).expanduser())
-    if name != "tiny-random" and not HUB_NAME.fullmatch(name):
-        raise TinyPromptError(f"{name}: no such folder, and not a Hugging Face hub name")
-    target = weights_dir(name)
-    if target.is_dir():
-        return _check_folder(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if name == "tiny-random":
-        _write_tiny_random(target)
-    else:
-        _download(name, target)
-    return target
-
-
-def _write_tiny_random(target: Path):
-    # Built in a temporary folder and renamed into place: a crash never leaves half a checkpoint.
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-random-", dir=target.parent))
-    try:
-        save_checkpoint(tmp, TINY_RANDOM, random_params(TINY_RANDOM, seed=0))
-        (tmp / "README.md").write_text(
-            "# tiny-random: RANDOM weights, not a trained model\n\nThese weights are random numbers "
-            "(seed 0), written by tinyprompt for fast tests and demos: the model talks gibberish.\n"
-            "GPT-2's architecture and tokenizer at a tiny size: 2 layers, 4 heads, 64 channels.\n")
-        os.replace(tmp, target)
-    except OSError:
-        if not target.is_dir():  # else another process won the race, and its copy is as good
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _offline_reason() -> str | None:
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").upper() in ("1", "ON", "YES", "TRUE"):
-            return f"{var} is set"
-    return None
-
-
-def _download(repo_id: str, target: Path):
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url  # slow import: only here
-    from huggingface_hub.errors import EntryNotFoundError
-
-    def cannot(reason):
-        folder = f"weights/{target.name}/" if target.parent == weights_root() else f"{target}/"
-        return TinyPromptError(f"could not download '{repo_id}' from the Hugging Face hub ({reason}). Copy "
-                               f"config.json and model.safetensors into {folder}, or use --model tiny-random")
-
-    if reason := _offline_reason():
-        raise cannot(reason)
-    endpoint = os.environ.get("HF_ENDPOINT")  # read now: huggingface_hub reads it once, at import
-    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 10)
-    try:
-        # One request without retries first: hf_hub_download retries a dead network for ~25 s.
-        get_hf_file_metadata(hf_hub_url(repo_id, "config.json", endpoint=endpoint), timeout=timeout)
-    # Any error (no network, unknown or gated repo) ends the same way; the exception classes differ
-    # between huggingface_hub versions (requests, httpx), so catch them all.
-    except Exception as e:  # noqa: BLE001
-        raise cannot(f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'no details'}") from None
-    # Into "<name>.partial" first (a rerun resumes there), renamed when complete.
-    partial = target.with_name(target.name + ".partial")
-    for file in HUB_FILES:
-        try:
-            hf_hub_download(repo_id, file, local_dir=partial, endpoint=endpoint, etag_timeout=timeout)
-        except EntryNotFoundError:
-            if file != "tokenizer.json":  # without one we use the bundled GPT-2 tokenizer
-                raise cannot(f"the repo has no {file}") from None
-        except Exception as e:  # noqa: BLE001 (as above)
-            raise cannot(f"{type(e).__name__} while fetching {file}") from None
-    shutil.rmtree(partial / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping for resuming
-    os.replace(partial, target)

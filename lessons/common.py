@@ -1,0 +1,87 @@
+"""What every lesson shares: its two flags, loading the model, and saving figures under lessons/out/.
+
+Run a lesson from the repository root, e.g. `.venv/bin/python lessons/01_vectorization.py`; Python puts
+lessons/ first on sys.path, so `from common import ...` finds this file.
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window: the lessons also run in CI
+import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
+
+import tinyprompt  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out"
+FIGURE_LINE = "saved figure: "  # tests/test_lessons.py looks for lines starting with this
+
+
+def parse_args(doc):
+    """--model (default gpt2; tiny-random when gpt2 cannot be had) and --quick (small sizes, seconds)."""
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="gpt2",
+                        help="hub name, checkpoint folder, or tiny-random (default: gpt2)")
+    parser.add_argument("--quick", action="store_true", help="small sizes so the lesson takes seconds")
+    return parser.parse_args()
+
+
+def load(args):
+    """(model, tokenizer) for --model, falling back to tiny-random with a banner when it cannot be had."""
+    model = tinyprompt.load_model_or_tiny_random(args.model)
+    tok = tinyprompt.load_tokenizer(model.name_or_path)
+    c = model.config
+    print(f"model: {model.name_or_path} ({c.n_layer} layers, {c.n_head} heads, C={c.n_embd}, "
+          f"V={c.vocab_size}, {model.dtype})")
+    if is_random(model):
+        print("note: tiny-random -- outputs come from RANDOM weights: the mechanics are real, the predictions not.")
+    return model, tok
+
+
+def is_random(model):
+    return Path(model.name_or_path).name == "tiny-random"
+
+
+def save_figure(fig, name):
+    """Save `fig` as lessons/out/<name>.png, close it, and print where it went."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    print(f"{FIGURE_LINE}{os.path.relpath(path)}")
+    return path
+
+
+def table(headers, rows):
+    """Print rows as an aligned text table (numbers right-aligned)."""
+    cells = [[str(h) for h in headers]] + [[str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [all(_is_number(r[i]) for r in cells[1:]) for i in range(len(headers))]
+    for j, row in enumerate(cells):
+        print("  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))))
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _is_number(s):
+    try:
+        float(s.replace(",", ""))
+        return True
+    except ValueError:
+        return False
+
+
+def show(token):
+    """A token's text made visible: a leading space as '·', newlines as '\\n'."""
+    return token.replace(" ", "·").replace("\n", "\\n")
+
+
+def human_bytes(n):
+    """Bytes in decimal units (1 MB = 10^6 bytes)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
