@@ -61,14 +61,15 @@ def table(headers, rows):
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     numeric = [all(_is_number(r[i]) for r in cells[1:]) for i in range(len(headers))]
     for j, row in enumerate(cells):
-        print("  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))))
+        print("  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
+              .rstrip())
         if j == 0:
             print("  ".join("-" * w for w in widths))
 
 
 def _is_number(s):
     try:
-        float(s.replace(",", ""))
+        float(s.replace(",", "").rstrip("%x"))
         return True
     except ValueError:
         return False

@@ -193,7 +193,7 @@ class GPT2:
         input_ids, labels = np.asarray(input_ids), np.asarray(labels)
         if labels.shape != input_ids.shape:
             raise TinyPromptError(f"labels {labels.shape} must have the shape of input_ids {input_ids.shape}")
-        (B, T), P = input_ids.shape, prompt.shape[0]
+        B, P = input_ids.shape[0], prompt.shape[0]
         b, p, target = self.targets(labels, P)
 
         xp, prompt_caches, past = prompt[None], [], None  # P = 0 (no soft prompt): nothing to run
