@@ -19,10 +19,9 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import load, parse_args, save_figure, show, table
+from common import compare, load, parse_args, save_figure, show, table
 
 import tinyprompt
-from tinyprompt.gradcheck import cmp
 
 TEXT = "I want you to act as a logistician."
 WORDS = ["act", " act", " Act", " logistician", " tokenization", " backpropagation", " prompt"]
@@ -56,7 +55,7 @@ def main():
           f"(B={input_ids.shape[0]} row, T={input_ids.shape[1]} tokens)")
     print(f"   wte {list(wte.shape)} [V, C]   wte[input_ids] -> {list(x.shape)} [B, T, C]   "
           f"wpe {list(wpe.shape)} [N, C]")
-    cmp("model.embed(ids)", model.embed(input_ids), x + wpe[: len(ids)])  # = wte[ids] + wpe[0..T-1]
+    compare("model.embed(ids)", model.embed(input_ids), x + wpe[: len(ids)])  # = wte[ids] + wpe[0..T-1]
     try:
         model.embed(np.array([[V]]))
     except tinyprompt.TinyPromptError as e:
@@ -76,7 +75,7 @@ def main():
         by_lookup = wte[ids]  # [T] -> [T, C]: T*C copies
     t_lookup = (time.perf_counter() - t0) / repeats
     print("\n3. vectorization = a row lookup = one_hot(ids) @ wte")
-    cmp("wte[ids] vs one_hot@wte", by_lookup, by_matmul)
+    compare("wte[ids] vs one_hot@wte", by_lookup, by_matmul)
     print(f"   one_hot @ wte: {len(ids) * V * C:,} multiply-adds, {t_matmul * 1e3:.2f} ms;  "
           f"wte[ids]: {len(ids) * C:,} copies, {t_lookup * 1e3:.3f} ms  ({t_matmul / t_lookup:,.0f}x faster)")
 

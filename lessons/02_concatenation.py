@@ -20,10 +20,9 @@ What to look at
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import load, parse_args, save_figure, show, table
+from common import compare, load, parse_args, save_figure, show, table
 
 from tinyprompt import layers
-from tinyprompt.gradcheck import cmp
 from tinyprompt.prompt import init_prompt
 
 TEXT = "I want you to act as a logistician."
@@ -34,6 +33,12 @@ P = 8
 def softmax(z):
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def next_token(model, ids, prompt=None):
+    """p(next token) [V] after the last position: the blocks on every position, the head on the last only."""
+    x, _ = model.forward(model.embed(ids, prompt))  # [1, L, C]
+    return softmax(model.head(x[0, -1]).astype(np.float64))  # [C] -> [V]
 
 
 def fmt_p(p):
@@ -68,7 +73,7 @@ def main():
         ("one per row", "broadcast_to(prompt, (B, P, C))", list(x_prompt.shape)),
         ("concatenate", "cat([prompt, wte[ids]], axis=1)", [1, L, C]),
         ("positions", "+ wpe[:L]", list(x.shape))])
-    cmp("model.embed(ids, prompt)", model.embed(ids, prompt), x)
+    compare("model.embed(ids, prompt)", model.embed(ids, prompt), x)
     shift = np.linalg.norm(wpe[P] - wpe[0])
     print(f"   the text's first token {tok.decode(ids[0, :1])!r} now gets wpe[{P}] instead of wpe[0] "
           f"(|wpe[{P}] - wpe[0]| = {shift:.3f}; |wpe[0]| = {np.linalg.norm(wpe[0]):.3f})")
@@ -85,7 +90,7 @@ def main():
           f"to the first text token: {mask[P].sum()}; to the last: {mask[-1].sum()}")
     h1, caches = model.forward(model.embed(ids, prompt))
     h2, _ = model.forward(model.embed(np.array([tok.encode(OTHER_TEXT)]), prompt))
-    cmp("virtual tokens' states", h1[:, :P], h2[:, :P])  # another text: the same states (they never see it)
+    compare("virtual tokens' states", h1[:, :P], h2[:, :P])  # another text: the same states (they never see it)
     print(f"   (the last block's output at the {P} virtual positions, for {TEXT!r} and {OTHER_TEXT!r})")
 
     # attn cache = (q, k, v, att); att [B, H, L, L] is the softmax of each query over the keys
@@ -116,8 +121,8 @@ def main():
     save_figure(fig, "02_causal_mask")
 
     # 3. P random vectors already move the next-token distribution
-    p0 = softmax(model.logits(ids)[0, -1].astype(np.float64))  # [V] after the text alone
-    p1 = softmax(model.logits(ids, prompt)[0, -1].astype(np.float64))  # [V] with the prompt in front
+    p0 = next_token(model, ids)  # [V] after the text alone
+    p1 = next_token(model, ids, prompt)  # [V] with the prompt in front
     print(f"\n3. the next token after {TEXT!r}: without the prompt vs with {P} random virtual tokens")
     top0, top1 = np.argsort(-p0)[:5], np.argsort(-p1)[:5]
     table(["rank", "no prompt", "p", f"with P={P} random", "p"],
@@ -126,11 +131,9 @@ def main():
     print(f"   KL(no prompt || prompt) = {kl(p0, p1):.4f} nats; total variation = {0.5 * np.abs(p0 - p1).sum():.4f}")
 
     sizes = [1, 2, 4, 8] if args.quick else [1, 2, 4, 8, 16, 32]
-    seeds = range(2 if args.quick else 5)
-    sweep = {}
-    for method in ("random", "vocab"):
-        sweep[method] = np.array([[kl(p0, softmax(model.logits(ids, init_prompt(method, n, wte, seed=s))[0, -1]
-                                                  .astype(np.float64))) for s in seeds] for n in sizes])
+    seeds = range(2 if args.quick else 3)
+    sweep = {method: np.array([[kl(p0, next_token(model, ids, init_prompt(method, n, wte, seed=s))) for s in seeds]
+                               for n in sizes]) for method in ("random", "vocab")}
     print(f"\n   KL(no prompt || prompt) against P, mean over {len(seeds)} seeds "
           "(random: uniform in [-0.5, 0.5]; vocab: rows of wte of frequent tokens)")
     table(["P", "random", "vocab"], [(n, f"{r:.4f}", f"{v:.4f}") for n, r, v in
@@ -145,7 +148,8 @@ def main():
     ax1.invert_yaxis()
     ax1.set_xlabel("probability of the next token")
     ax1.set_title(f"next token after {TEXT!r}")
-    ax1.legend(loc="lower right")
+    ax1.ticklabel_format(axis="x", style="sci", scilimits=(-2, 2))
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     for method, marker in (("random", "o"), ("vocab", "s")):
         mean, lo, hi = sweep[method].mean(1), sweep[method].min(1), sweep[method].max(1)
         ax2.plot(sizes, mean, marker=marker, label=f"{method} init (mean, min..max over seeds)")

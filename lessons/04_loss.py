@@ -23,20 +23,18 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import load, parse_args, save_figure, show, table
+from common import compare, load, parse_args, save_figure, show, table
 from matplotlib.patches import Patch
 
 from tinyprompt import data
-from tinyprompt import layers as F
-from tinyprompt.gradcheck import cmp
 from tinyprompt.prompt import init_prompt
 
 TEMPLATE = "Review: {input}\nSentiment:"
 ROWS = [  # the first three sentences of data/sst2/dev.tsv, with their labels written out as words
     ("it 's a charming and often affecting journey . ", " positive"),
     ("unflinchingly bleak and desperate ", " negative"),
-    ("allows us to hope that nolan is poised to embark a major career as a commercial yet inventive "
-     "filmmaker . ", " positive"),
+    (("allows us to hope that nolan is poised to embark a major career as a commercial yet inventive "
+      "filmmaker . "), " positive"),
 ]
 P = 4
 COLOURS = {"virtual token": "#9467bd", "input (label -100)": "#d9d9d9", "output (scored label)": "#2ca02c",
@@ -81,19 +79,25 @@ def main():
            for bi, pi, t, li in zip(b, p, target, losses)])
     print(f"   mean over the {M} scored tokens = {losses.mean():.4f}   (ln V = {math.log(V):.4f}, the loss of "
           "a uniform guess)")
-    per_row = [losses[b == r].mean() for r in range(B)]
-    print(f"   (a mean of per-row means would give {np.mean(per_row):.4f}: rows with more output tokens weigh "
-          "more in the real one)")
-    cmp("mean vs model.loss", losses.mean(), model.loss(prompt, input_ids, labels))
-    every = model.loss(prompt, input_ids, np.where(labels == -100, input_ids, labels))
-    print(f"   if every token counted (labels = input_ids, padding too): loss = {every:.4f}")
+    counts = np.bincount(b, minlength=B)
+    per_row = np.mean([losses[b == r].mean() for r in range(B)])
+    print(f"   scored tokens per row: {counts.tolist()}; a mean of the per-row means would give {per_row:.4f}"
+          + (" (the same here: every row has as many)" if len(set(counts)) == 1 else ""))
+    compare("mean vs model.loss", losses.mean(), model.loss(prompt, input_ids, labels))
+    real = np.arange(T) < np.array([len(e.input_ids) for e in examples])[:, None]  # [B, T]: not padding
+    every = model.loss(prompt, input_ids, np.where(real, input_ids, -100))
+    print(f"   if every real token counted (labels = input_ids, padding still -100): loss = {every:.4f}")
 
-    # 3. only the scored rows need logits: the same loss from M rows of the head instead of B * L
-    loss_all, _ = F.cross_entropy_forward(logits[b, p], target)  # picks M rows out of the B * L computed
-    print(f"\n3. the head on the {M} scored positions only (what model.loss does) vs on all {B * L}")
-    cmp("loss, M rows vs B*L rows", model.loss(prompt, input_ids, labels), loss_all)
-    print(f"   head rows computed: {M} instead of {B * L}, {B * L / M:.1f}x fewer multiply-adds in "
-          f"[M, C] @ [C, V] ({M * model.config.n_embd * V:,} instead of {B * L * model.config.n_embd * V:,})")
+    # 3. why the head may skip the other positions: computing all B * L losses and masking gives the same
+    shifted = full[:, 1:]  # [B, L-1]: what positions 0..L-2 predict; -100 where nothing
+    scored = shifted != -100
+    all_losses = -np.take_along_axis(logprobs[:, :-1], np.where(scored, shifted, 0)[..., None], -1)[..., 0]
+    masked = (all_losses * scored).sum() / scored.sum()  # the B*L - M others are computed, then times 0
+    print(f"\n3. the head on all {B * L} positions, then masked, vs on the {M} scored ones (model.loss)")
+    compare("masked B*L vs M rows", masked, model.loss(prompt, input_ids, labels))
+    C = model.config.n_embd
+    print(f"   the head [C, V] ran on {M} rows instead of {B * L}: {B * L / M:.1f}x fewer multiply-adds "
+          f"({M * C * V:,} instead of {B * L * C * V:,}); lesson 05 counts the backward too")
 
     # the picture: which positions count, and what each scored token cost
     kind = np.zeros((B, L), dtype=int)  # index into COLOURS
@@ -129,7 +133,8 @@ def main():
     ax2.set_xlabel("scored target token")
     ax2.set_ylabel("-log p(target), nats")
     ax2.set_title("per-token cross-entropy")
-    ax2.legend(loc="lower right")
+    ax2.set_ylim(0, 1.3 * max(losses.max(), math.log(V)))
+    ax2.legend(loc="upper right", ncol=2)
     fig.suptitle(f"Lesson 04: the loss counts only the output tokens ({model.name_or_path})")
     fig.tight_layout()
     save_figure(fig, "04_loss_mask")

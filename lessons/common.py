@@ -11,9 +11,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window: the lessons also run in CI
-import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
+import matplotlib.pyplot as plt
 
-import tinyprompt  # noqa: E402
+import tinyprompt
+from tinyprompt.gradcheck import cmp
 
 OUT = Path(__file__).resolve().parent / "out"
 FIGURE_LINE = "saved figure: "  # tests/test_lessons.py looks for lines starting with this
@@ -53,6 +54,13 @@ def save_figure(fig, name):
     plt.close(fig)
     print(f"{FIGURE_LINE}{os.path.relpath(path)}")
     return path
+
+
+def compare(name, ours, reference, **tolerances):
+    """gradcheck.cmp's line `name | allclose | max abs diff | max rel diff`, indented like the lessons' text."""
+    ok, line = cmp(name, ours, reference, quiet=True, **tolerances)
+    print(f"   {line}")
+    return ok
 
 
 def table(headers, rows):
