@@ -15,10 +15,11 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 MAX_MODULE_LINES = 300  # STYLE.md: core modules of 60-300 lines; split a module before it grows past this
 EXCEPTIONS: dict[str, int] = {}  # "module.py": its own limit, with a comment saying why (none needed so far)
-# Measured 1416 non-blank lines in 13 modules (after weights.py / hub.py split); 1800 is ~27% headroom.
-# Raise it on purpose when a planned module lands (kernels.py, train.py, the tune/eval CLI), not to make
-# room for a module that should have been made shorter.
-MAX_PACKAGE_LINES = 1800
+# Measured 1416 non-blank lines in 13 modules (after weights.py / hub.py split); 1800 was ~27% headroom.
+# Raised to 2600 when the planned modules landed: measured 2188 in 16 modules with kernels.py (229), train.py
+# (295), evaluate.py (94) and the tune/eval/inspect CLI (cli.py 187) -- ~19% headroom.
+# Raise it on purpose when a planned module lands, not to make room for a module that should have been made shorter.
+MAX_PACKAGE_LINES = 2600
 FORBIDDEN_IMPORTS = {"torch", "transformers", "peft"}
 FORBIDDEN_PATHS = ("../shared", "/shared/")
 

@@ -227,3 +227,20 @@ def test_real_tokenizer_rule():
     e = tokenize(rows, "pairs", tokenizer).examples[0]
     head = tokenizer.encode("Review: great film\nSentiment:")
     assert e.input_ids == head + tokenizer.encode(" positive") + [tokenizer.eos_id] and e.n_input == len(head)
+
+
+def test_label_words_map_class_ids_to_words(tmp_path):
+    from tinyprompt.data import parse_label_words
+
+    assert parse_label_words("0= negative,1= positive") == {"0": " negative", "1": " positive"}  # spaces kept
+    path = write(tmp_path, "s.tsv", "text\tlabel\ngood\t1\nbad\t0\n")
+    data = load_data(path, TOK, input_column="text", output_column="label", label_words={"0": " no", "1": " yes"})
+    assert [e.output for e in data.examples] == [" yes", " no"] and data.outputs() == [" yes", " no"]
+    assert data.examples[0].labels[-5:] == [*b" yes", 256]
+    for bad in ("positive", "0=", "=x", "0=a,0=b"):
+        with pytest.raises(TinyPromptError, match="--label-words"):
+            parse_label_words(bad)
+    with pytest.raises(TinyPromptError, match=r"s.tsv:2: output '1' is not in --label-words"):
+        load_data(path, TOK, input_column="text", output_column="label", label_words={"0": " no"})
+    with pytest.raises(TinyPromptError, match="needs input/output rows"):
+        load_data(jsonl(tmp_path, [{"text": "a"}]), TOK, label_words={"0": " no"})

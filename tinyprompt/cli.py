@@ -1,4 +1,9 @@
-"""The `tinyprompt` command: download | generate (tune, eval and inspect come with the tuning workflow).
+"""The `tinyprompt` command: download | tune | generate | eval | inspect.
+
+    tinyprompt tune --model tiny-random --data train.jsonl --out runs/demo      # -> runs/demo/ (PEFT adapter)
+    tinyprompt generate --model tiny-random --prompt runs/demo "Q: 1 plus 1?"
+    tinyprompt eval --model tiny-random --prompt runs/demo --data dev.jsonl
+    tinyprompt inspect runs/demo --model tiny-random
 
 Every bad input ends in one line `error: ...` on stderr and exit status 2, never a traceback.
 """
@@ -51,6 +56,120 @@ def cmd_generate(args):
         print(args.text + tok.decode(new))
 
 
+def add_data_args(p):
+    p.add_argument("--template", default="{input}",
+                   help="how an input becomes text, e.g. 'Review: {input} Sentiment:'; nothing is added between "
+                        "it and the output, so put separators here (default: %(default)s)")
+    p.add_argument("--input-column", help="the input column / JSON key of pair rows (default: input)")
+    p.add_argument("--output-column", help="the output column / JSON key of pair rows (default: output)")
+    p.add_argument("--text-column", help="train on whole texts from this column (default: text, when the file "
+                                         "has no input/output)")
+    p.add_argument("--label-words", metavar="'VALUE=WORD,...'",
+                   help="replace outputs by words, e.g. '0= negative,1= positive' for SST-2's 0/1 labels "
+                        "(nothing is stripped: keep the space before the word)")
+
+
+def cmd_tune(args):
+    from dataclasses import fields
+
+    from .train import TrainConfig, train
+
+    train(TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}))
+    print(f"saved {args.out}: adapter_config.json + adapter_model.safetensors (PEFT), metrics.json, loss.png")
+
+
+def cmd_eval(args):
+    from .data import load_data, parse_label_words
+    from .evaluate import evaluate, format_results, with_prefix
+    from .gpt2 import load_model
+    from .prompt import load_prompt
+    from .tokenizer import load_tokenizer
+
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise TinyPromptError("--batch-size and --limit must be at least 1")
+    words = parse_label_words(args.label_words) if args.label_words else None
+    labels = args.labels.split(",") if args.labels else (list(dict.fromkeys(words.values())) if words else None)
+    model, tok = load_model(args.model), load_tokenizer(args.model)
+    runs = [(d, load_prompt(d, model.config.n_embd)[0], []) for d in args.prompt or []]
+    runs += [(f"hard: {text!r}", None, tok.encode(text)) for text in args.hard_prompt or []]
+    runs = runs or [("(no prompt)", None, [])]
+    longest = max((0 if p is None else len(p)) + len(prefix) for _, p, prefix in runs)
+    data = load_data(args.data, tok, args.template, model.config.n_positions - longest, False, args.input_column,
+                     args.output_column, args.text_column, words)
+    if labels and data.kind != "pairs":
+        raise TinyPromptError(f"{args.data}: --labels needs input/output rows, not text rows")
+    examples = data.examples[: args.limit]
+    print(f"eval: {args.data}, {len(examples)} rows ({data.kind})" + (f", labels {labels}" if labels else ""))
+    results = [(name, evaluate(model, prompt, with_prefix(examples, prefix), tok, labels, args.batch_size))
+               for name, prompt, prefix in runs]
+    print(format_results(results))
+
+
+def cmd_inspect(args):
+    from .evaluate import inspect_prompt
+    from .gpt2 import load_model
+    from .prompt import load_prompt
+    from .tokenizer import load_tokenizer
+
+    if args.k < 1:
+        raise TinyPromptError(f"--k {args.k}: must be at least 1")
+    prompt, fields = load_prompt(args.adapter)
+    name = args.model or fields.get("base_model_name_or_path") or "gpt2"
+    model, tok = load_model(name), load_tokenizer(name)
+    print(f"{args.adapter}: {prompt.shape[0]} virtual tokens x {prompt.shape[1]} channels, model {name}")
+    print("\n".join(inspect_prompt(prompt, model.wte, tok, args.k)))
+
+
+def add_tune_parser(sub):
+    from .optim import SCHEDULES
+    from .prompt import INIT_METHODS
+    from .train import DEFAULT_VIRTUAL_TOKENS, OPTIMIZERS, TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("tune", help="tune a soft prompt on a data file; writes a PEFT adapter to --out",
+                       description="Tune a soft prompt (Lester et al. 2021) for a frozen GPT-2. Writes OUT/"
+                                   "adapter_config.json + adapter_model.safetensors (loadable by PEFT), "
+                                   "metrics.json, loss.png and checkpoint.npz (for --resume) after every epoch.")
+    add_model_arg(p)
+    p.add_argument("--data", required=True, help=".jsonl ({input, output} or {text} rows), .csv or .tsv")
+    p.add_argument("--out", required=True, help="run directory; refused if it already holds a run, unless "
+                                                "--overwrite or --resume")
+    p.add_argument("--val-data", help="validation file: its loss is printed and plotted after every epoch")
+    p.add_argument("--val-split", type=float, help="hold out this fraction of --data for validation (e.g. 0.1)")
+    p.add_argument("--num-virtual-tokens", type=int, metavar="P",
+                   help=f"soft-prompt length (default: {DEFAULT_VIRTUAL_TOKENS}, or the --init-from adapter's)")
+    p.add_argument("--init", choices=INIT_METHODS, default=d.init,
+                   help="random: uniform [-0.5, 0.5]; vocab: embeddings of frequent tokens; text: of --init-text; "
+                        "labels: of the distinct outputs, the rest vocab (default: %(default)s)")
+    p.add_argument("--init-text", help="the text for --init text (repeated or cut to P tokens, as PEFT does)")
+    p.add_argument("--init-from", metavar="ADAPTER_DIR", help="start from a saved prompt (ours or PEFT's)")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate, > 0 (default: %(default)s; "
+                                                          "Lester et al. used 0.3 with adafactor)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over --data (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per batch (default: %(default)s)")
+    p.add_argument("--accumulation-steps", type=int, default=d.accumulation_steps,
+                   help="batches per update; the update uses their mean loss (default: %(default)s)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help="adamw: torch's AdamW; sgd: momentum 0.9; adafactor: Lester et al.'s (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="pull the prompt towards 0 each update (default: %(default)s)")
+    p.add_argument("--lr-schedule", choices=SCHEDULES, default=d.lr_schedule,
+                   help="after --warmup-steps of linear warmup from 0 (default: %(default)s)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
+                   help="first updates with the lr rising from 0 (default: %(default)s)")
+    p.add_argument("--max-grad-norm", type=float, help="clip the gradient to this L2 norm (default: no clipping)")
+    p.add_argument("--seed", type=int, default=d.seed, help="batch order, init, --val-split (default: %(default)s)")
+    p.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep file order every epoch")
+    add_data_args(p)
+    p.add_argument("--truncate", action="store_true", help="cut rows longer than the context (reported) "
+                                                           "instead of refusing them")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same settings; "
+                                                         "--epochs may be raised)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.set_defaults(run=cmd_tune)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tinyprompt", description="Soft prompt tuning on GPT-2, in NumPy.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +185,29 @@ def build_parser():
     add_sampling_args(p)
     p.add_argument("text", help="the text to continue")
     p.set_defaults(run=cmd_generate)
+
+    add_tune_parser(sub)
+
+    p = sub.add_parser("eval", help="loss, exact match and rank-classification accuracy of prompts on data")
+    add_model_arg(p)
+    p.add_argument("--prompt", action="append", metavar="ADAPTER_DIR", help="a soft prompt; repeat to compare")
+    p.add_argument("--hard-prompt", action="append", metavar="TEXT",
+                   help="a text put before every input; repeat to compare (no prompt at all if neither is given)")
+    p.add_argument("--data", required=True, help="pair rows (loss, exact match, accuracy) or text rows (loss)")
+    p.add_argument("--labels", metavar="' positive',' negative'",
+                   help="comma-separated label strings: rank classification picks the one with the highest "
+                        "log-probability after the input (default: the --label-words words)")
+    add_data_args(p)
+    p.add_argument("--batch-size", type=int, default=8, help="rows per forward pass (default: %(default)s)")
+    p.add_argument("--limit", type=int, help="use only the first N rows")
+    p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("inspect", help="a tuned prompt's norms and nearest vocabulary tokens")
+    p.add_argument("adapter", metavar="ADAPTER_DIR")
+    p.add_argument("--model", help="the model whose vocabulary to compare with (default: the adapter's "
+                                   "base_model_name_or_path)")
+    p.add_argument("--k", type=int, default=5, help="neighbours per virtual token (default: %(default)s)")
+    p.set_defaults(run=cmd_inspect)
     return parser
 
 

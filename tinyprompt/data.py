@@ -180,10 +180,39 @@ def tokenize(rows, kind, tokenizer, template="{input}", max_length=None, truncat
     return data
 
 
+def parse_label_words(text):
+    """--label-words "0= negative,1= positive" -> {"0": " negative", "1": " positive"}: a verbalizer that
+    turns a file's class ids into the words the model should say. Split at commas, then at the first "=";
+    nothing is stripped, so the space before "negative" stays (GPT-2's " negative" is one token)."""
+    words = {}
+    for item in text.split(","):
+        key, sep, word = item.partition("=")
+        if not sep or not key or not word:
+            raise TinyPromptError(f"--label-words {text!r}: write it as 'VALUE=WORD,VALUE=WORD' ({item!r})")
+        if key in words:
+            raise TinyPromptError(f"--label-words {text!r}: {key!r} is given twice")
+        words[key] = word
+    return words
+
+
+def apply_label_words(rows, kind, label_words, path=""):
+    """Replace each pair row's output by its word; an output the mapping does not name is an error."""
+    if kind != "pairs":
+        raise TinyPromptError(f"{path}: --label-words needs input/output rows, not text rows")
+    for line, row in rows:
+        if row["output"] not in label_words:
+            raise TinyPromptError(f"{path}:{line}: output {row['output']!r} is not in --label-words "
+                                  f"(it maps {sorted(label_words)})")
+        row["output"] = label_words[row["output"]]
+    return rows
+
+
 def load_data(path, tokenizer, template="{input}", max_length=None, truncate=False,
-              input_column=None, output_column=None, text_column=None):
-    """read_rows + tokenize: the one call the trainer and `eval` make."""
+              input_column=None, output_column=None, text_column=None, label_words=None):
+    """read_rows (+ the --label-words verbalizer) + tokenize: the one call the trainer and `eval` make."""
     rows, kind = read_rows(path, input_column, output_column, text_column)
+    if label_words:
+        rows = apply_label_words(rows, kind, label_words, path)
     return tokenize(rows, kind, tokenizer, template, max_length, truncate, path)
 
 

@@ -7,12 +7,20 @@ The backward (`loss_and_grad`) is the forward read in reverse, one line per op, 
 gradient of activations only: the frozen weights never get one. Size letters: see `layers.py`.
 """
 
+import os
+
 import numpy as np
 
-from . import layers as F
 from .errors import TinyPromptError
 from .hub import find_weights
 from .weights import load_params
+
+# The ops: the Numba kernels, or their readable NumPy twins with TINYPROMPT_KERNELS=numpy (same names,
+# same results; tests/test_kernels.py holds them to it).
+if os.environ.get("TINYPROMPT_KERNELS") == "numpy":
+    from . import layers as F
+else:
+    from . import kernels as F
 
 IGNORE_INDEX = -100  # label of a position that does not count in the loss (transformers' convention)
 

@@ -1,0 +1,307 @@
+"""tinyprompt against PyTorch + PEFT on the same GPT-2 124M (random weights), same machine, same threads.
+
+    .venv/bin/python benchmarks/bench.py [--threads N] [--repeats R] [--quick] [--no-torch]
+
+Measures (issue 6): the prompt-tuning step (`loss_and_grad`, forward + backward to the prompt) against PEFT's
+for (a) input/output data, 8 targets per row, and (b) LM data, every token a target; forward throughput in
+GFLOP/s against NumPy's own float32 matmul (the practical peak); generation tokens/s against transformers'
+`generate`; peak memory; cold start (empty Numba cache) and warm start. Batch 8 x 64 tokens, 20 virtual.
+
+Each figure comes from its own fresh subprocess (a "worker"), so peak memory (ru_maxrss, which counts the
+memory-mapped weights that were touched) and start-up times are those of one task alone, and the two
+libraries never share a process (their OpenMP thread pools would compete). Timings are the median of
+`--repeats` runs after one warm-up. Without torch the PyTorch columns read n/a. Prints a table, then one
+JSON line.
+"""
+
+import time
+
+START = time.perf_counter()  # first thing: the start-up figures count every import after the interpreter's
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib.util import find_spec
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {  # (V, N, C, n_layer, n_head), batch B, text tokens T, virtual tokens P, targets per row, new tokens
+    "full": {"config": (50257, 1024, 768, 12, 12), "B": 8, "T": 64, "P": 20, "targets": 8, "new_tokens": 50},
+    "quick": {"config": (1000, 128, 64, 2, 4), "B": 2, "T": 16, "P": 4, "targets": 4, "new_tokens": 8},
+}
+TARGETS = {  # issue 6: metric -> (bound, "max" = at most, "min" = at least)
+    "step_io": (0.6, "max"), "step_lm": (1.0, "max"), "forward": (0.75, "min"), "generate": (1.0, "min"),
+    "memory": (1.0, "max"), "cold_start": (15.0, "max"), "warm_start": (3.0, "max"),
+}
+
+
+# --- workers: one task in a fresh process, its result as one JSON line on stdout ---------------------
+
+
+def batch(size, case):
+    """ids [B, T], labels [B, T] (case "io": the last `targets` tokens of a row count; "lm": all), prompt."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    (V, _, C, _, _), B, T, P = size["config"], size["B"], size["T"], size["P"]
+    ids = rng.integers(0, V - 1, (B, T))
+    labels = ids.copy()
+    if case == "io":
+        labels[:, :-size["targets"]] = -100
+    return ids, labels, (rng.standard_normal((P, C)) * 0.02).astype(np.float32)
+
+
+def timed(f, repeats):
+    """Median wall time of f() over `repeats` runs, after one warm-up run."""
+    f()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def forward_flops(size, B, L):
+    """Multiply-adds x 2 of a full forward on B x L positions: the blocks' matmuls, causal attention (the
+    query-key pairs that are not masked, twice: scores and the weighted sum), the output head."""
+    V, _, C, n_layer, _ = size["config"]
+    linear = 2 * B * L * (C * 3 * C + C * C + 2 * C * 4 * C)
+    attention = 2 * 2 * B * (L * (L + 1) // 2) * C
+    return n_layer * (linear + attention) + 2 * B * L * C * V
+
+
+def tinyprompt_worker(task, args, size):
+    import numpy as np
+
+    import tinyprompt
+    from tinyprompt.generate import generate
+    start = time.perf_counter()
+    model = tinyprompt.load_model(args.checkpoint)
+    result = {}
+    if task in ("step_io", "step_lm", "cold_start", "warm_start"):
+        ids, labels, prompt = batch(size, "lm" if task == "step_lm" else "io")
+        if task.endswith("start"):
+            model.loss_and_grad(prompt, ids, labels)  # the first call compiles the kernels (or loads them)
+            result["seconds"] = time.perf_counter() - args.t0  # from the process's start, imports included
+            result["first_call_s"] = time.perf_counter() - start
+        else:
+            result["seconds"] = timed(lambda: model.loss_and_grad(prompt, ids, labels), args.repeats)
+    elif task == "forward":
+        ids, _, prompt = batch(size, "io")
+        result["seconds"] = timed(lambda: model.logits(ids, prompt), args.repeats)
+        result["gflops"] = forward_flops(size, *ids.shape[:1], ids.shape[1] + len(prompt)) / result["seconds"] / 1e9
+    elif task == "generate":
+        ids, _, prompt = batch(size, "io")
+        n = size["new_tokens"]
+        result["seconds"] = timed(lambda: generate(model, list(ids[0]), prompt, max_new_tokens=n, eos_id=-1),
+                                  args.repeats)
+        result["tokens_per_s"] = n / result["seconds"]
+    elif task == "matmul_peak":  # NumPy's float32 matmul at the model's shapes and a big square one
+        best = 0.0
+        for m, k, n in [(512, 768, 3072), (512, 3072, 768), (2048, 2048, 2048)]:
+            a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
+            best = max(best, 2 * m * k * n / timed(lambda a=a, b=b: a @ b, 3 * args.repeats) / 1e9)
+        result["gflops"] = best
+    import numba
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel ran in this worker
+        layer = None
+    result["threads"] = {"numba": numba.get_num_threads(), "numba_layer": layer, **blas_info()}
+    return result
+
+
+def torch_worker(task, args, size):
+    import torch
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import GPT2LMHeadModel
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    model = GPT2LMHeadModel.from_pretrained(args.checkpoint).eval()  # default attention (sdpa), float32
+    (V, _, C, n_layer, n_head), result = size["config"], {}
+    ids, labels, prompt = batch(size, "lm" if task == "step_lm" else "io")
+    if task in ("step_io", "step_lm", "cold_start", "warm_start"):
+        config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=len(prompt), token_dim=C,
+                                    num_layers=n_layer, num_attention_heads=n_head)
+        peft = get_peft_model(model, config)
+        weight = peft.prompt_encoder["default"].embedding.weight
+        weight.data = torch.as_tensor(prompt).clone()
+        ids_t, labels_t = torch.as_tensor(ids), torch.as_tensor(labels)
+
+        def step():
+            weight.grad = None
+            peft(input_ids=ids_t, labels=labels_t).loss.backward()  # the gradient reaches the prompt only
+        if task.endswith("start"):
+            step()
+            result["seconds"], result["first_call_s"] = time.perf_counter() - args.t0, time.perf_counter() - start
+        else:
+            result["seconds"] = timed(step, args.repeats)
+    else:
+        with torch.no_grad():
+            embeds = torch.cat([torch.as_tensor(prompt)[None].expand(len(ids), -1, -1),
+                                model.transformer.wte(torch.as_tensor(ids))], dim=1)  # [B, P+T, C]
+            if task == "forward":
+                result["seconds"] = timed(lambda: model(inputs_embeds=embeds).logits, args.repeats)
+                result["gflops"] = forward_flops(size, *embeds.shape[:2]) / result["seconds"] / 1e9
+            else:  # generate: greedy, with the KV cache, exactly new_tokens of them
+                n = size["new_tokens"]
+                kwargs = {"inputs_embeds": embeds[:1], "attention_mask": torch.ones(embeds.shape[:2])[:1].long(),
+                          "max_new_tokens": n, "min_new_tokens": n, "do_sample": False, "pad_token_id": V - 1}
+                result["seconds"] = timed(lambda: model.generate(**kwargs), args.repeats)
+                result["tokens_per_s"] = n / result["seconds"]
+    result["threads"] = {"torch": torch.get_num_threads()}
+    return result
+
+
+def blas_info():
+    """Which BLAS NumPy runs, its kernel (core type) and threads: threadpoolctl if installed, else asked
+    directly from the OpenBLAS that NumPy wheels bundle."""
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        if blas:
+            return {"blas": blas[0].get("internal_api"), "blas_kernel": blas[0].get("architecture"),
+                    "blas_threads": blas[0].get("num_threads")}
+    except ImportError:
+        pass
+    import ctypes
+
+    import numpy as np
+    libs = sorted((Path(np.__file__).parent.parent / "numpy.libs").glob("libscipy_openblas*.so*"))
+    if not libs:
+        return {"blas": "unknown"}
+    lib = ctypes.CDLL(str(libs[0]))
+    lib.scipy_openblas_get_corename64_.restype = ctypes.c_char_p
+    return {"blas": "openblas", "blas_kernel": lib.scipy_openblas_get_corename64_().decode(),
+            "blas_threads": lib.scipy_openblas_get_num_threads64_()}
+
+
+def peak_rss_mb():
+    """This process's peak resident memory: VmHWM, the high-water mark of its own address space. Not
+    ru_maxrss, which Linux carries over from the parent through fork + exec."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1024)
+
+
+def worker(args):
+    size = SIZES["quick" if args.quick else "full"]
+    side, task = args.worker.split(":")
+    if task == "write_checkpoint":
+        return write_checkpoint(args.checkpoint, size)
+    result = (tinyprompt_worker if side == "tinyprompt" else torch_worker)(task, args, size)
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(result))
+
+
+# --- the parent: write the checkpoint, run the workers, print the table and the JSON -----------------
+
+
+def run(args, side, task, env=None):
+    command = [sys.executable, __file__, "--worker", f"{side}:{task}", "--checkpoint", str(args.checkpoint),
+               "--threads", str(args.threads), "--repeats", str(args.repeats)] + ["--quick"] * args.quick
+    threads = {name: str(args.threads) for name in  # read when each library loads: set before the process starts
+               ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    out = subprocess.run(command, env={**os.environ, **threads, **(env or {})}, capture_output=True, text=True,
+                         cwd=ROOT, check=False)
+    if out.returncode:
+        sys.exit(f"worker {side}:{task} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else None
+
+
+def write_checkpoint(directory, size):
+    import numpy as np
+
+    from tinyprompt.weights import GPT2Config, random_params, save_checkpoint
+    V, N, C, n_layer, n_head = size["config"]
+    config = GPT2Config(vocab_size=V, n_positions=N, n_embd=C, n_layer=n_layer, n_head=n_head)
+    save_checkpoint(directory, config, random_params(config, seed=0, dtype=np.float32), tokenizer=False)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every library")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (the median is kept)")
+    parser.add_argument("--quick", action="store_true", help="a tiny model: a smoke run of the script")
+    parser.add_argument("--no-torch", action="store_true", help="tinyprompt's figures only")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.t0 = START
+    if args.worker:
+        return worker(args)
+
+    size = SIZES["quick" if args.quick else "full"]
+    with_torch = not args.no_torch and all(find_spec(m) for m in ("torch", "transformers", "peft"))
+    scratch = Path(tempfile.mkdtemp(prefix="tinyprompt-bench-"))
+    try:
+        args.checkpoint = scratch / "gpt2-random"
+        run(args, "tinyprompt", "write_checkpoint")  # in a worker: this process stays small
+        rows = measure(args, scratch, with_torch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report(args, size, rows, with_torch)
+
+
+def measure(args, scratch, with_torch):
+    """{metric: (tinyprompt result, torch result or None)}, every figure from its own worker."""
+    rows = {}
+    cache = {"NUMBA_CACHE_DIR": str(scratch / "numba-cache")}  # empty: the first worker compiles everything
+    rows["cold_start"] = run(args, "tinyprompt", "cold_start", cache)
+    rows["warm_start"] = run(args, "tinyprompt", "warm_start", cache)
+    rows = {k: (v, None) for k, v in rows.items()}
+    if with_torch:  # torch has no compile cache: one start-up figure, shown in both rows
+        start = run(args, "torch", "cold_start")
+        rows = {k: (v, start) for k, (v, _) in rows.items()}
+    for task in ("step_io", "step_lm", "forward", "generate"):
+        rows[task] = (run(args, "tinyprompt", task, cache), run(args, "torch", task) if with_torch else None)
+    rows["matmul_peak"] = (run(args, "tinyprompt", "matmul_peak"), None)
+    return rows
+
+
+def report(args, size, rows, with_torch):
+    peak = rows["matmul_peak"][0]["gflops"]
+    summary = {"threads": args.threads, "repeats": args.repeats, "quick": args.quick, **rows["step_io"][0]["threads"],
+               "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ},
+               "matmul_peak_gflops": round(peak, 1)}
+    print(f"tinyprompt vs PyTorch + PEFT: GPT-2 (V, N, C, layers, heads) = {size['config']}, batch {size['B']} x "
+          f"{size['T']} tokens + {size['P']} virtual; {args.threads} threads each; median of {args.repeats}")
+    print(f"NumPy BLAS: {summary.get('blas')} ({summary.get('blas_kernel')} kernel, {summary.get('blas_threads')} "
+          f"threads), float32 matmul peak {peak:.1f} GFLOP/s; numba layer {summary.get('numba_layer')}")
+    header = f"{'metric':<16} | {'tinyprompt':>10} | {'PyTorch+PEFT':>12} | {'figure':>22} | {'target':>7} | met"
+    print(header + "\n" + "-" * len(header))
+    lines = [  # metric, what is compared, tinyprompt's value, torch's, figure (held against the target), unit
+        ("step_io", "s", "seconds", lambda a, b: b and a / b, "x torch's time"),
+        ("step_lm", "s", "seconds", lambda a, b: b and a / b, "x torch's time"),
+        ("forward", "GFLOP/s", "gflops", lambda a, b: a / peak, "x matmul peak"),
+        ("generate", "tok/s", "tokens_per_s", lambda a, b: b and a / b, "x torch's speed"),
+        ("cold_start", "s", "seconds", lambda a, b: a, "s to first step"),
+        ("warm_start", "s", "seconds", lambda a, b: a, "s to first step"),
+    ] + [(f"memory_{task}", "MB", "peak_rss_mb", lambda a, b: b and a / b, "x torch's peak RSS")
+         for task in ("step_io", "step_lm", "generate")]
+    for metric, unit, key, figure, meaning in lines:
+        ours, theirs = rows[metric.removeprefix("memory_")]
+        a, b = ours[key], theirs[key] if theirs else None
+        value = figure(a, b)
+        bound, kind = TARGETS[metric.split("_")[0] if metric.startswith("memory") else metric]
+        met = None if value is None else (value <= bound if kind == "max" else value >= bound)
+        summary[metric] = {"unit": unit, "tinyprompt": round(a, 4), "torch": b and round(b, 4),
+                           "figure": value and round(value, 3), "target": f"{'<=' if kind == 'max' else '>='} {bound}",
+                           "met": met}
+        print(f"{metric + ' (' + unit + ')':<16} | {a:>10.3f} | {'n/a' if b is None else f'{b:.3f}':>12} | "
+              f"{'n/a' if value is None else f'{value:.2f} {meaning}':>22} | {summary[metric]['target']:>7} | "
+              f"{ {None: 'n/a', True: 'yes', False: 'NO'}[met]}")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

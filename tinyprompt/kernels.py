@@ -1,0 +1,265 @@
+"""The hot ops of `layers.py`, compiled with Numba: same names, arguments, return values and caches.
+
+`gpt2.py` runs on this module unless TINYPROMPT_KERNELS=numpy selects the readable twins in `layers.py`,
+which are also the tests' oracle (tests/test_kernels.py). What is here, and why (measured by
+benchmarks/bench.py and micro-benchmarks on 2 cores, GPT-2 124M, batch 8 x 84 positions, float32):
+
+- linear: NumPy's BLAS (OpenBLAS) does the matmul -- nothing written in Numba comes near it. The one
+  change is to flatten [B, L, in] to a single [B*L, in] matrix first: NumPy runs a 3-D `@` as B small
+  matmuls, which was 4x slower here (m=84 rows each). The bias is added in place (`y += b`).
+- GELU: one fused pass instead of NumPy's six (x**3 alone took ~60 ms a layer). float32 uses a rational
+  tanh that the compiler vectorizes (max error 3e-7); float64 uses math.tanh, exact for gradient checks.
+- layer norm: one pass for the statistics and one for the output, per row, in float64 accumulators.
+- attention: scale, causal mask and softmax fused per (row, head); the only [B, H, Lq, Lk] array is the
+  attention matrix itself, which the backward needs. Heads-last memory ([B, L, H, D], the layout of the
+  qkv matmul's output) so `merge_heads` of the results is a free reshape.
+- cross-entropy, embedding: the NumPy twins, re-exported below.
+
+Every kernel is `parallel=True` over rows (or rows x heads) and compiled once per dtype and stored in
+numba's cache (`cache=True`). `error_model="numpy"` lets a division be a plain division (no Python
+ZeroDivisionError check), which is what allows the loops to vectorize. Size letters: see `layers.py`.
+"""
+
+import math
+import os
+
+# Numba's OpenMP threads sleep between kernels instead of spinning. Spinning saves a few microseconds per
+# kernel on an idle machine, but when other processes hold the cores a spinning thread starves the one that
+# has the work: a tiny model's step took 0.8 s instead of 0.04 s. Read once, when OpenMP starts: so here,
+# before the first kernel runs; a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # after the environment it reads
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from .layers import (  # the ops not worth a kernel: the NumPy twins themselves
+    GELU_SCALE,
+    causal_mask,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    embedding_backward,
+    embedding_forward,
+)
+
+__all__ = [
+    "attention_backward", "attention_forward", "causal_mask", "cross_entropy_backward", "cross_entropy_forward",
+    "embedding_backward", "embedding_forward", "gelu_backward", "gelu_forward", "layer_norm_backward",
+    "layer_norm_forward", "linear_backward", "linear_forward",
+]
+
+# Reassociating sums lets LLVM vectorize reductions; no "nnan"/"ninf": the attention mask is -inf.
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+PARALLEL_MIN_SIZE = 1 << 16  # elements in all arrays of a call; below it, one thread is faster
+
+
+def kernel(function):
+    """Compile `function` (its `prange` loops shared among the cores), and run it on one core when the
+    arrays are small: waking the other threads then costs more than the work (generation: one position at a
+    time), and far more when the machine is busy and a woken thread must wait for a core."""
+    compiled = njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")(function)
+
+    def launch(*args):
+        if sum(a.size for a in args if isinstance(a, np.ndarray)) >= PARALLEL_MIN_SIZE:
+            return compiled(*args)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return compiled(*args)
+        finally:
+            numba.set_num_threads(threads)
+    return launch
+
+
+# --- linear: BLAS through NumPy, as one matmul --------------------------------------------------
+
+
+def linear_forward(x, weight, bias):
+    """[..., in] -> [..., out]; the rows of every batch entry go through BLAS as one matrix."""
+    y = x.reshape(-1, x.shape[-1]) @ weight  # [B*L, in] @ [in, out] -> [B*L, out]
+    y += bias
+    return y.reshape(*x.shape[:-1], weight.shape[1])
+
+
+def linear_backward(dy, weight):
+    # forward: y = x @ W + b  ->  dx = dy @ W.T   (no dW, no db: frozen)
+    return (dy.reshape(-1, dy.shape[-1]) @ weight.T).reshape(*dy.shape[:-1], weight.shape[0])
+
+
+# --- layer norm ---------------------------------------------------------------------------------
+
+
+@kernel
+def _layer_norm_forward(x, weight, bias, eps, y, xhat, rstd):
+    R, C = x.shape
+    for r in prange(R):
+        mean = 0.0  # float64 accumulators, whatever the dtype
+        for c in range(C):
+            mean += x[r, c]
+        mean /= C
+        var = 0.0
+        for c in range(C):
+            var += (x[r, c] - mean) ** 2
+        rstd[r] = s = 1.0 / math.sqrt(var / C + eps)
+        for c in range(C):
+            xhat[r, c] = (x[r, c] - mean) * s
+            y[r, c] = xhat[r, c] * weight[c] + bias[c]
+
+
+def layer_norm_forward(x, weight, bias, eps=1e-5):
+    x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])  # [R, C], R = every position
+    y, xhat, rstd = np.empty_like(x2), np.empty_like(x2), np.empty(len(x2), x2.dtype)
+    _layer_norm_forward(x2, weight, bias, eps, y, xhat, rstd)
+    return y.reshape(x.shape), (xhat.reshape(x.shape), rstd.reshape(*x.shape[:-1], 1), weight)
+
+
+@kernel
+def _layer_norm_backward(dy, xhat, rstd, weight, dx):
+    R, C = dy.shape
+    for r in prange(R):
+        # forward: y = xhat * w + b  ->  dxhat = dy * w; the means below are over the C channels
+        mean_dxhat, mean_dxhat_xhat = 0.0, 0.0
+        for c in range(C):
+            mean_dxhat += dy[r, c] * weight[c]
+            mean_dxhat_xhat += dy[r, c] * weight[c] * xhat[r, c]
+        mean_dxhat, mean_dxhat_xhat = mean_dxhat / C, mean_dxhat_xhat / C
+        # forward: xhat = (x - mean(x)) * rstd  ->  dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
+        for c in range(C):
+            dx[r, c] = rstd[r] * (dy[r, c] * weight[c] - mean_dxhat - xhat[r, c] * mean_dxhat_xhat)
+
+
+def layer_norm_backward(dy, cache):
+    xhat, rstd, weight = cache
+    dy2 = np.ascontiguousarray(dy).reshape(-1, dy.shape[-1])
+    dx = np.empty_like(dy2)
+    _layer_norm_backward(dy2, xhat.reshape(dy2.shape), rstd.reshape(-1), weight, dx)
+    return dx.reshape(dy.shape)
+
+
+# --- GELU, GPT-2's tanh approximation -----------------------------------------------------------
+
+
+def gelu_tanh(x):
+    """t = tanh(s (x + 0.044715 x^3)), the tanh inside GELU. In float64 with math.tanh (exact, for the
+    gradient checks); in float32 with float32 constants and Eigen's rational tanh, which LLVM vectorizes
+    (a libm call does not): 8x faster, max error 4e-7 (NumPy's float32 tanh: 6e-8)."""
+    return math.tanh(GELU_SCALE * (x + 0.044715 * x**3))
+
+
+F32 = np.float32  # a bare Python float in a kernel is float64 and would turn float32 math into float64
+TANH_CLIP = F32(7.90531110763549805)  # the approximation's range; beyond, float32 tanh is +-1 within 3e-7
+TANH_P = tuple(F32(a) for a in (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+                                5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
+                                4.89352455891786e-03))  # odd numerator / u, highest power first
+TANH_Q = tuple(F32(b) for b in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+                                4.89352518554385e-03))  # even denominator
+
+
+@overload(gelu_tanh)
+def _gelu_tanh_for(x):  # picked by the argument's type when a kernel compiles
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        def gelu_tanh32(x):
+            u = F32(GELU_SCALE) * (x + F32(0.044715) * x * x * x)
+            if abs(u) >= TANH_CLIP:  # exactly +-1: else GELU's backward, 0.5 x (1 - t^2) du, grows like x^3
+                return F32(1) if u > 0 else F32(-1)
+            u2, p, q = u * u, TANH_P[0], TANH_Q[0]
+            for a in TANH_P[1:]:
+                p = p * u2 + a
+            for b in TANH_Q[1:]:
+                q = q * u2 + b
+            return u * p / q
+        return gelu_tanh32
+    return lambda x: math.tanh(GELU_SCALE * (x + 0.044715 * x**3))
+
+
+@kernel
+def _gelu_forward(x, y):
+    for i in prange(x.size):
+        y[i] = 0.5 * x[i] * (1 + gelu_tanh(x[i]))
+
+
+@kernel
+def _gelu_backward(dy, x, dx):
+    for i in prange(x.size):
+        # forward: y = 0.5 x (1 + t),  t = tanh(u),  u = s (x + 0.044715 x^3)
+        # dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx,  du/dx = s (1 + 3 * 0.044715 x^2)
+        t = gelu_tanh(x[i])
+        du = GELU_SCALE * (1 + 3 * 0.044715 * x[i] * x[i])
+        dx[i] = dy[i] * (0.5 * (1 + t) + 0.5 * x[i] * (1 - t * t) * du)
+
+
+def gelu_forward(x):
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _gelu_forward(x.reshape(-1), y.reshape(-1))
+    return y, x
+
+
+def gelu_backward(dy, x):
+    dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    dx = np.empty_like(x)
+    _gelu_backward(dy.reshape(-1), x.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+# --- causal self-attention: BLAS for the four products, one fused kernel for scale + mask + softmax --------
+
+
+@kernel
+def _causal_softmax(scores, scale):
+    """In place, scores [B, H, Lq, Lk] -> att: softmax(scale * row) over the keys each query may see."""
+    B, H, Lq, Lk = scores.shape
+    rows = scores.reshape(B * H * Lq, Lk)
+    for r in prange(B * H * Lq):
+        row, last = rows[r], r % Lq + Lk - Lq  # query i is position i + Lk - Lq: it sees keys 0..last
+        top = row[: last + 1].max()
+        total = 0.0
+        for j in range(last + 1):
+            row[j] = math.exp(scale * (row[j] - top))  # minus the max: exp never overflows
+            total += row[j]
+        row[: last + 1] /= total
+        row[last + 1:] = 0  # the future, masked: exactly 0, as softmax gives -inf
+
+
+@kernel
+def _causal_softmax_backward(datt, att, scale):
+    """In place, datt [B, H, Lq, Lk] -> d scores."""
+    B, H, Lq, Lk = att.shape
+    datt, att = datt.reshape(B * H * Lq, Lk), att.reshape(B * H * Lq, Lk)
+    for r in prange(B * H * Lq):
+        # forward: att_r = softmax(scale s_r)  ->  ds_rj = scale att_rj (datt_rj - sum_l att_rl datt_rl);
+        # a masked key has att = 0, so its ds is 0 too
+        dot = 0.0
+        for j in range(Lk):
+            dot += att[r, j] * datt[r, j]
+        for j in range(Lk):
+            datt[r, j] = scale * att[r, j] * (datt[r, j] - dot)
+
+
+def heads_last(B, L, H, D, dtype):
+    """An empty [B, H, L, D] array whose memory is [B, L, H, D]: merge_heads of it is a free reshape."""
+    return np.empty((B, L, H, D), dtype).transpose(0, 2, 1, 3)
+
+
+def attention_forward(q, k, v):
+    """q [B, H, Lq, D], k and v [B, H, Lk, D] -> [B, H, Lq, D]. Lk > Lq when keys come from a KV cache.
+    q, k, v are used where they are (split_heads' strided views are fine for BLAS): no copies."""
+    B, H, Lq, D = q.shape
+    att = q @ k.swapaxes(-1, -2)  # [B, H, Lq, D] @ [B, H, D, Lk] -> [B, H, Lq, Lk], the scores for now
+    _causal_softmax(att, q.dtype.type(1.0 / math.sqrt(D)))  # scale, mask, softmax: in place
+    y = np.matmul(att, v, out=heads_last(B, Lq, H, D, q.dtype))  # [B, H, Lq, Lk] @ [B, H, Lk, D]
+    return y, (q, k, v, att)
+
+
+def attention_backward(dy, cache):
+    q, k, v, att = cache
+    (B, H, Lq, D), Lk = q.shape, k.shape[2]
+    # forward: y = att @ v
+    dv = np.matmul(att.swapaxes(-1, -2), dy, out=heads_last(B, Lk, H, D, q.dtype))  # [B, H, Lk, D]
+    dscores = dy @ v.swapaxes(-1, -2)  # d att, [B, H, Lq, Lk]: the backward's one such temporary
+    _causal_softmax_backward(dscores, att, q.dtype.type(1.0 / math.sqrt(D)))  # now d (q @ k.T) (scale in)
+    # forward: scores = q @ k.T
+    dq = np.matmul(dscores, k, out=heads_last(B, Lq, H, D, q.dtype))  # [B, H, Lq, D]
+    dk = np.matmul(dscores.swapaxes(-1, -2), q, out=heads_last(B, Lk, H, D, q.dtype))  # [B, H, Lk, D]
+    return dq, dk, dv

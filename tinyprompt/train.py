@@ -1,0 +1,333 @@
+"""The tuning loop: a frozen GPT-2, a data file, epochs of batches -> a soft prompt [P, C].
+
+    config = TrainConfig(model="tiny-random", data="train.jsonl", out="runs/demo", epochs=3)
+    prompt, metrics = train(config)       # `tinyprompt tune` is this call
+
+One optimizer step ("update", what metrics.json calls a step):
+    accumulation_steps micro-batches -> (loss_i, dprompt_i) = model.loss_and_grad(prompt, ids_i, labels_i)
+    loss, grad = mean(loss_i), mean(dprompt_i)        # a torch loop's `(loss / accumulation_steps).backward()`
+    stop if loss or grad is NaN/inf; clip grad to max_grad_norm; prompt -= optimizer(grad, lr_at(step))
+The step's loss is recorded before its update (what a torch loop prints); an epoch's train loss is the mean of
+its step losses; the validation loss is the mean over every counted token of the validation rows.
+
+After each epoch, in this order: the adapter (PEFT format), metrics.json, loss.png, and last checkpoint.npz,
+the commit point (prompt, optimizer state, epochs and steps done, loss history). Every file is written
+atomically, so a crash leaves the previous epoch's files or the new ones, never half a file. --resume restarts
+at the checkpoint's epoch. Nothing in the loop is random except the batch order, which is a function of
+(seed, epoch) alone (data.epoch_order), so there is no generator state to save and a resumed run takes
+exactly the steps of an uninterrupted one, bit for bit.
+"""
+
+import hashlib
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from .data import IGNORE_INDEX, batches, load_data, num_batches, parse_label_words, split_validation
+from .errors import TinyPromptError
+from .optim import SCHEDULES, clip_grad_norm, lr_at, make_optimizer
+from .prompt import (
+    CONFIG_NAME,
+    INIT_METHODS,
+    WEIGHTS_NAME,
+    atomic_write,
+    init_prompt,
+    load_prompt,
+    save_prompt,
+)
+
+DEFAULT_VIRTUAL_TOKENS = 20  # Lester et al.: 20 tokens already get most of the gain of 100 on T5
+OPTIMIZERS = ("adamw", "sgd", "adafactor")
+CHECKPOINT, METRICS, PLOT = "checkpoint.npz", "metrics.json", "loss.png"
+RUN_FILES = (CONFIG_NAME, WEIGHTS_NAME, METRICS, PLOT, CHECKPOINT)  # what --out must not already hold
+# settings that may differ on --resume: where things are (the data is compared by content), how to start
+# (the checkpoint decides), how long (more epochs extend a run) and how loud
+RESUMABLE = {"data", "val_data", "out", "init", "init_text", "init_from", "epochs", "overwrite", "resume", "quiet"}
+
+
+@dataclass
+class TrainConfig:
+    model: str = "gpt2"  # hub name, checkpoint folder, or tiny-random
+    data: str = ""  # training file: .jsonl / .csv / .tsv (data.py)
+    out: str = ""  # run directory: the adapter, metrics.json, loss.png, checkpoint.npz
+    val_data: str | None = None  # a validation file ...
+    val_split: float | None = None  # ... or this fraction of `data` held out (seeded by `seed`)
+    num_virtual_tokens: int | None = None  # P; None = DEFAULT_VIRTUAL_TOKENS, or the init_from adapter's
+    init: str = "vocab"  # random | vocab | text | labels (prompt.py); ignored with init_from
+    init_text: str | None = None  # the text of init="text"
+    init_from: str | None = None  # start from this saved adapter instead
+    lr: float = 0.03  # PEFT's prompt-tuning example (AdamW); Lester et al. used 0.3 with Adafactor
+    epochs: int = 3
+    batch_size: int = 8  # rows per micro-batch
+    accumulation_steps: int = 1  # micro-batches per optimizer step
+    optimizer: str = "adamw"  # adamw | sgd | adafactor (optim.py)
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # constant | linear | cosine, after warmup_steps
+    warmup_steps: int = 0
+    max_grad_norm: float | None = None  # clip the gradient's L2 norm (None: no clipping)
+    seed: int = 0  # batch order, init, validation split
+    shuffle: bool = True  # False: file order every epoch
+    template: str = "{input}"  # how an input row becomes text (data.py)
+    truncate: bool = False  # cut rows longer than the context instead of refusing them
+    input_column: str | None = None
+    output_column: str | None = None
+    text_column: str | None = None
+    label_words: str | None = None  # "0= negative,1= positive": map a file's class ids to words
+    overwrite: bool = False  # replace a run already in `out`
+    resume: bool = False  # continue the run in `out` from its checkpoint
+    quiet: bool = False  # no progress bar, no per-epoch lines
+
+
+def check_config(cfg):
+    """Refuse impossible settings before anything is loaded or written."""
+    def need(ok, message):
+        if not ok:
+            raise TinyPromptError(message)
+    need(cfg.data, "--data is required")
+    need(cfg.out, "--out is required")
+    need(math.isfinite(cfg.lr) and cfg.lr > 0, f"--lr {cfg.lr}: must be a positive number")
+    for flag, value in (("epochs", cfg.epochs), ("batch-size", cfg.batch_size),
+                        ("accumulation-steps", cfg.accumulation_steps)):
+        need(value >= 1, f"--{flag} {value}: must be at least 1")
+    P = cfg.num_virtual_tokens
+    need(P is None or P >= 1, f"--num-virtual-tokens {P}: must be at least 1")
+    need(cfg.warmup_steps >= 0, f"--warmup-steps {cfg.warmup_steps}: must be 0 or more")
+    need(math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0, f"--weight-decay {cfg.weight_decay}: must be >= 0")
+    need(cfg.max_grad_norm is None or cfg.max_grad_norm > 0, f"--max-grad-norm {cfg.max_grad_norm}: must be > 0")
+    need(cfg.optimizer in OPTIMIZERS, f"--optimizer {cfg.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
+    need(cfg.lr_schedule in SCHEDULES, f"--lr-schedule {cfg.lr_schedule!r}: choose {', '.join(SCHEDULES)}")
+    need(cfg.init in INIT_METHODS, f"--init {cfg.init!r}: choose {', '.join(INIT_METHODS)}")
+    need(cfg.init != "text" or cfg.init_from or cfg.init_text, "--init text needs a non-empty --init-text")
+    need(cfg.init_text is None or cfg.init == "text", "--init-text is used only with --init text")
+    need(not (cfg.val_data and cfg.val_split is not None), "give --val-data or --val-split, not both")
+    need(not (cfg.overwrite and cfg.resume), "give --overwrite or --resume, not both")
+
+
+def check_out(cfg):
+    """--out may hold a run only with --overwrite (replace it) or --resume (continue it)."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise TinyPromptError(f"--out {out}: a file, not a directory")
+    if cfg.resume:
+        if not (out / CHECKPOINT).is_file():
+            raise TinyPromptError(f"--resume: {out} has no {CHECKPOINT} to continue from")
+        return
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held and not cfg.overwrite:
+        raise TinyPromptError(f"--out {out} already holds a run ({', '.join(held)}): pass --overwrite to "
+                              "replace it or --resume to continue it")
+
+
+def read_checkpoint(path):
+    try:
+        with np.load(path) as f:
+            state = {k: f[k] for k in f.files}
+        state["config"] = json.loads(str(state["config"]))
+        state["epoch"], state["step"] = int(state["epoch"]), int(state["step"])
+        return state
+    except Exception as e:  # noqa: BLE001 (zipfile, numpy and json each raise their own kind)
+        raise TinyPromptError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
+
+
+def write_checkpoint(path, cfg, prompt, opt, epoch, step, history, data_hash):
+    arrays = {f"optim.{k}": v for k, v in opt.state_dict().items()}
+    arrays.update({k: np.array(v, dtype=np.float64) for k, v in history.items()})
+    buf = io.BytesIO()
+    np.savez(buf, prompt=prompt, epoch=epoch, step=step, config=json.dumps(asdict(cfg)), data_hash=data_hash,
+             **arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def fingerprint(*example_lists):
+    """A hash of every row's ids and labels: --resume checks it is continuing on the same data."""
+    rows = [[[e.input_ids, e.labels] for e in examples] for examples in example_lists]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def check_resume(cfg, state, data_hash):
+    saved = state["config"]
+    for f in fields(cfg):
+        if f.name not in RESUMABLE and saved.get(f.name) != getattr(cfg, f.name):
+            raise TinyPromptError(f"--resume: {f.name} is {getattr(cfg, f.name)!r} but the run in {cfg.out} used "
+                                  f"{saved.get(f.name)!r}; resume with the same settings")
+    if str(state["data_hash"]) != data_hash:
+        raise TinyPromptError(f"--resume: the data differs from what the run in {cfg.out} was trained on")
+
+
+def mean_loss(model, prompt, examples, batch_size, pad_id):
+    """The loss over every counted token of `examples` (each batch's mean weighted by its token count)."""
+    total = count = 0
+    for ids, labels in batches(examples, batch_size, pad_id, shuffle=False):
+        n = int((labels != IGNORE_INDEX).sum())  # P >= 1: even a row's first token has a predictor
+        total, count = total + model.loss(prompt, ids, labels) * n, count + n
+    return total / count
+
+
+def plot_losses(path, history, steps_per_epoch, title):
+    """loss.png: per-step losses faint, the epoch means solid, validation dashed, against epochs."""
+    from matplotlib.figure import Figure  # no pyplot: no window, no global state; savefig uses Agg
+
+    fig = Figure(figsize=(7, 4.2))
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.92)  # fixed margins: a layout engine costs a draw
+    ax = fig.add_subplot()
+    steps = np.arange(1, len(history["step_losses"]) + 1) / steps_per_epoch  # step s ends at epoch s/n
+    ax.plot(steps, history["step_losses"], color="C0", alpha=0.3, lw=1, label="train, each step")
+    epochs = np.arange(1, len(history["epoch_losses"]) + 1)
+    ax.plot(epochs, history["epoch_losses"], "o-", color="C0", label="train, epoch mean")
+    if history["val_losses"]:
+        ax.plot(epochs, history["val_losses"], "s--", color="C1", label="validation")
+    ax.set(xlabel="epoch", ylabel="loss (cross-entropy, nats per token)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write(path, buf.getvalue())
+
+
+def progress(items, desc, quiet):
+    """A tqdm bar on a terminal (tqdm comes with huggingface-hub); the bare iterable otherwise."""
+    if quiet or not sys.stderr.isatty():
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+
+
+@np.errstate(over="ignore", invalid="ignore")  # a diverging run is caught below, in one line, not in warnings
+def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
+    """Tune a prompt as `cfg` says; returns (prompt [P, C], metrics). `on_epoch_end(epoch, prompt, metrics)`
+    runs after each epoch's files are written (the tests interrupt a run there)."""
+    check_config(cfg)
+    check_out(cfg)
+    out = Path(cfg.out)
+    state = read_checkpoint(out / CHECKPOINT) if cfg.resume else None
+    if model is None:
+        from .gpt2 import load_model
+
+        model = load_model(cfg.model)
+    if tokenizer is None:
+        from .tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.model)
+    # P first: how much context is left for the rows depends on it
+    start, init, init_text = None, cfg.init, cfg.init_text
+    if state is not None:
+        start, init, init_text = state["prompt"], state["config"]["init"], state["config"]["init_text"]
+    elif cfg.init_from:
+        start, init = load_prompt(cfg.init_from, model.config.n_embd)[0], f"from {cfg.init_from}"
+    P = cfg.num_virtual_tokens or (DEFAULT_VIRTUAL_TOKENS if start is None else start.shape[0])
+    if start is not None and start.shape[0] != P:
+        raise TinyPromptError(f"--num-virtual-tokens {P}, but the prompt to start from has {start.shape[0]}")
+    cfg = replace(cfg, num_virtual_tokens=P, init=init, init_text=init_text)
+
+    max_length = model.config.n_positions - P
+    data_args = {"template": cfg.template, "max_length": max_length, "truncate": cfg.truncate,
+                 "input_column": cfg.input_column, "output_column": cfg.output_column, "text_column": cfg.text_column,
+                 "label_words": parse_label_words(cfg.label_words) if cfg.label_words else None}
+    data = load_data(cfg.data, tokenizer, **data_args)
+    train_rows, val_rows = data.examples, []
+    if cfg.val_data:
+        val_rows = load_data(cfg.val_data, tokenizer, **data_args).examples
+    elif cfg.val_split is not None:
+        train_rows, val_rows = split_validation(train_rows, cfg.val_split, cfg.seed)
+    data_hash = fingerprint(train_rows, val_rows)
+    if state is not None:
+        check_resume(cfg, state, data_hash)
+    if start is None:
+        start = init_prompt(init, P, model.wte, tokenizer, cfg.init_text, data.outputs(), cfg.seed)
+    prompt = np.array(start, dtype=np.float32)  # [P, C], the only array that learns
+
+    opt = make_optimizer(cfg.optimizer, cfg.weight_decay)
+    history = {"step_losses": [], "epoch_losses": [], "val_losses": [], "epoch_seconds": []}
+    first_epoch, step = 0, 0
+    if state is not None:
+        opt.load_state_dict({k[len("optim."):]: v for k, v in state.items() if k.startswith("optim.")})
+        first_epoch, step = state["epoch"], state["step"]
+        history = {k: state[k].tolist() for k in history}
+    elif cfg.overwrite:
+        (out / CHECKPOINT).unlink(missing_ok=True)  # the replaced run's state must not be resumed into this one
+    micro = num_batches(len(train_rows), cfg.batch_size)
+    steps_per_epoch = num_batches(micro, cfg.accumulation_steps)
+    total_steps = cfg.epochs * steps_per_epoch
+    pad_id = tokenizer.eos_id  # GPT-2 has no pad token; padded positions are never targets anyway
+    say = (lambda *a: None) if cfg.quiet else print
+    say(f"tune: {len(train_rows)} train rows, {len(val_rows)} validation rows ({data.kind}); P={P} virtual "
+        f"tokens (init {init}); {cfg.epochs} epochs x {steps_per_epoch} steps; {cfg.optimizer} lr {cfg.lr}")
+    if data.truncated_rows:
+        say(f"--truncate: cut {data.truncated_rows} rows by {data.truncated_tokens} tokens in all to fit "
+            f"{max_length} tokens; dropped {data.dropped_rows} rows left with nothing to learn")
+    if first_epoch:
+        say(f"resuming after epoch {first_epoch} (step {step}) from {out / CHECKPOINT}")
+    info = {"init": init, "model": {"name_or_path": cfg.model, **asdict(model.config)},
+            "data": {"kind": data.kind, "train_rows": len(train_rows), "val_rows": len(val_rows),
+                     "train_target_tokens": sum(sum(t != IGNORE_INDEX for t in e.labels) for e in train_rows),
+                     "max_length": max_length, "truncated_rows": data.truncated_rows,
+                     "truncated_tokens": data.truncated_tokens, "dropped_rows": data.dropped_rows}}
+
+    def stop(what, value, epoch):
+        kept = f"the prompt of epoch {epoch} is kept in {out}" if epoch else "no prompt was saved"
+        return TinyPromptError(f"step {step + 1} (epoch {epoch + 1}): the {what} is {value}; stopped, {kept}. "
+                               "Try a smaller --lr or --max-grad-norm")
+
+    metrics = None
+    try:
+        for epoch in range(first_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            epoch_batches = list(batches(train_rows, cfg.batch_size, pad_id, cfg.seed, epoch, cfg.shuffle))
+            groups = [epoch_batches[i : i + cfg.accumulation_steps]
+                      for i in range(0, len(epoch_batches), cfg.accumulation_steps)]
+            losses = []
+            bar = progress(groups, f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet)
+            for group in bar:
+                loss, grad = 0.0, np.zeros_like(prompt)
+                for ids, labels in group:
+                    micro_loss, micro_grad = model.loss_and_grad(prompt, ids, labels)
+                    loss, grad = loss + micro_loss, grad + micro_grad
+                loss, grad = loss / len(group), grad / np.float32(len(group))
+                if not math.isfinite(loss):
+                    raise stop("loss", loss, epoch)
+                norm = clip_grad_norm(grad, cfg.max_grad_norm) if cfg.max_grad_norm else float(np.linalg.norm(grad))
+                if not math.isfinite(norm):
+                    raise stop("gradient norm", norm, epoch)
+                opt.step(prompt, grad, lr_at(step, cfg.lr, cfg.lr_schedule, cfg.warmup_steps, total_steps))
+                step += 1
+                losses.append(loss)
+                history["step_losses"].append(loss)
+                if bar is not groups:
+                    bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
+            history["epoch_losses"].append(float(np.mean(losses)))
+            if val_rows:
+                history["val_losses"].append(mean_loss(model, prompt, val_rows, cfg.batch_size, pad_id))
+            history["epoch_seconds"].append(time.perf_counter() - t0)
+            val = f"  val loss {history['val_losses'][-1]:.4f}" if val_rows else ""
+            say(f"epoch {epoch + 1}/{cfg.epochs}  train loss {history['epoch_losses'][-1]:.4f}{val}  "
+                f"{history['epoch_seconds'][-1]:.1f}s")
+
+            seconds = sum(history["epoch_seconds"])
+            metrics = {"config": asdict(cfg), **info, "epochs_done": epoch + 1, "steps_done": step,
+                       "steps_per_epoch": steps_per_epoch, **{k: history[k] for k in history if k != "epoch_seconds"},
+                       "timings": {"epoch_seconds": history["epoch_seconds"], "total_seconds": seconds,
+                                   "seconds_per_step": seconds / step}}
+            save_prompt(out, prompt, model.config, cfg.model, init=init if init in INIT_METHODS else "random",
+                        init_text=cfg.init_text if init == "text" else None, tokenizer_name_or_path=cfg.model)
+            atomic_write(out / METRICS, (json.dumps(metrics, indent=1) + "\n").encode())
+            plot_losses(out / PLOT, history, steps_per_epoch,
+                        f"prompt tuning {Path(cfg.model).name}: P={P}, {cfg.optimizer} lr {cfg.lr}")
+            write_checkpoint(out / CHECKPOINT, cfg, prompt, opt, epoch + 1, step, history, data_hash)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, prompt, metrics)
+    except KeyboardInterrupt:
+        done = len(history["epoch_losses"])
+        print(f"stopped in epoch {done + 1}: {out} holds epoch {done}; continue with the same command and "
+              "--resume", file=sys.stderr)
+        raise
+    if metrics is None:
+        say(f"{out}: the run already has its {cfg.epochs} epochs")
+        metrics = json.loads((out / METRICS).read_text())
+    return prompt, metrics
