@@ -1,10 +1,13 @@
-"""What every lesson shares: its two flags, loading the model, and saving figures under lessons/out/.
+"""What every lesson shares: its two flags, loading the model, saving figures under lessons/out/, and (from
+lesson 06 on) writing data subsets and tuning runs there too.
 
 Run a lesson from the repository root, e.g. `.venv/bin/python lessons/01_vectorization.py`; Python puts
 lessons/ first on sys.path, so `from common import ...` finds this file.
 """
 
 import argparse
+import csv
+import json
 import os
 from pathlib import Path
 
@@ -15,8 +18,10 @@ import matplotlib.pyplot as plt
 
 import tinyprompt
 from tinyprompt.gradcheck import cmp
+from tinyprompt.train import TrainConfig, train
 
 OUT = Path(__file__).resolve().parent / "out"
+DATA = Path(__file__).resolve().parent.parent / "data"  # the data sets the repository carries (data/SOURCES.md)
 FIGURE_LINE = "saved figure: "  # tests/test_lessons.py looks for lines starting with this
 
 
@@ -54,6 +59,37 @@ def save_figure(fig, name):
     plt.close(fig)
     print(f"{FIGURE_LINE}{os.path.relpath(path)}")
     return path
+
+
+def read_rows(path):
+    """The rows of a .csv / .tsv / .jsonl data file as dicts, in file order (the header is not a row)."""
+    path = Path(path)
+    with open(path, encoding="utf-8", newline="") as f:
+        if path.suffix == ".jsonl":
+            return [json.loads(line) for line in f if line.strip()]
+        return list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
+
+
+def write_rows(rows, name):
+    """Write rows (dicts) as lessons/out/data/<name>, in the format its suffix names; -> the path.
+    The trainer reads files, so a lesson's subset of a data set is written out first."""
+    path = OUT / "data" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        if path.suffix == ".jsonl":
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+        else:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t" if path.suffix == ".tsv" else ",")
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
+def tune(model, tok, name, **settings):
+    """train.train on the loaded model, its run (adapter, metrics.json, loss.png, checkpoint) in
+    lessons/out/<name>, replaced on every run of the lesson; -> (prompt [P, C], metrics)."""
+    cfg = TrainConfig(model=model.name_or_path, out=str(OUT / name), overwrite=True, **settings)
+    return train(cfg, model, tok)
 
 
 def compare(name, ours, reference, **tolerances):

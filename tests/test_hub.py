@@ -4,47 +4,21 @@ No test touches the network: the weights root is a temporary folder, HF_HUB_OFFL
 endpoint points at a closed port on this machine; the one download test replaces huggingface_hub's calls.
 """
 
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
+from checkpoints import assert_same_params, sha256
 
 from tinyprompt import hub
 from tinyprompt.errors import TinyPromptError
 from tinyprompt.hub import find_weights
-from tinyprompt.weights import GPT2Config, flatten, load_params, random_params, save_checkpoint
+from tinyprompt.weights import load_params
 
-SMALL = GPT2Config(vocab_size=300, n_positions=32, n_embd=16, n_layer=2, n_head=2)
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch, tmp_path):
-    monkeypatch.setenv("TINYPROMPT_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port: any request fails at once
-
-
-@pytest.fixture
-def small(tmp_path):
-    """A small checkpoint folder (hub layout) and the params written into it."""
-    params = random_params(SMALL, seed=1)
-    return save_checkpoint(tmp_path / "small", SMALL, params, tokenizer=False), params
-
-
-def sha256(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def assert_same_params(a, b):
-    fa, fb = flatten(a), flatten(b)
-    assert fa.keys() == fb.keys()
-    for key in fa:
-        np.testing.assert_array_equal(fa[key], fb[key], err_msg=key)
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def test_tiny_random_is_written_once_and_deterministically(tmp_path, monkeypatch):

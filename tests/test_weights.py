@@ -4,46 +4,18 @@ Finding and downloading checkpoints is tested in test_hub.py.
 """
 
 import gc
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from checkpoints import SMALL, assert_same_params, sha256
 from safetensors.numpy import save_file
 
 from tinyprompt import weights
 from tinyprompt.errors import TinyPromptError
 from tinyprompt.weights import GPT2Config, load_params, random_params, save_checkpoint
-
-SMALL = GPT2Config(vocab_size=300, n_positions=32, n_embd=16, n_layer=2, n_head=2)
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch, tmp_path):
-    monkeypatch.setenv("TINYPROMPT_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port: any request fails at once
-
-
-@pytest.fixture
-def small(tmp_path):
-    """A small checkpoint folder (hub layout) and the params written into it."""
-    params = random_params(SMALL, seed=1)
-    return save_checkpoint(tmp_path / "small", SMALL, params, tokenizer=False), params
-
-
-def sha256(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def assert_same_params(a, b):
-    fa, fb = weights.flatten(a), weights.flatten(b)
-    assert fa.keys() == fb.keys()
-    for key in fa:
-        np.testing.assert_array_equal(fa[key], fb[key], err_msg=key)
-
 
 # ---- config.json ----
 
@@ -54,6 +26,8 @@ def test_config_round_trip(tmp_path):
     assert hf["model_type"] == "gpt2" and hf["architectures"] == ["GPT2LMHeadModel"]
     assert hf["activation_function"] == "gelu_new" and hf["n_inner"] is None
     assert hf["bos_token_id"] == hf["eos_token_id"] == 50256 and hf["tie_word_embeddings"] is True
+
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 @pytest.mark.parametrize("change, message", [

@@ -1,0 +1,145 @@
+"""Lesson 06 -- the training loop: batches, gradient accumulation, learning rate, epochs.
+
+What it teaches
+  Tuning repeats one step: take a batch of rows, run loss_and_grad (lessons 04-05), move the prompt a little
+  against the gradient. Four choices sit around that step:
+  - batches: an epoch's rows, in an order drawn from (seed, epoch), are cut into batches of B rows and
+    right-padded to the batch's longest row: ids with EOS, labels with -100, so padding is never scored;
+  - gradient accumulation: k micro-batches run one after the other, and their losses and gradients are
+    averaged before one optimizer step -- a batch of k * B rows in the memory of B. Each micro-batch counts
+    equally, whatever its size, as in a torch loop's `(loss / k).backward()`;
+  - the learning rate: how far a step moves the prompt; here it warms up from 0, then a schedule decays it;
+  - epochs: passes over the training rows. After each, the loss on held-out validation rows, which the
+    prompt never trains on, says whether what it learned carries over to rows it has not seen.
+  `train.train` is the loop (`tinyprompt tune` calls it): this lesson takes its pieces apart, then runs it.
+
+What to look at
+  - one padded batch: each row's ids and labels, and where the padding goes;
+  - the check that two micro-batches of 4 rows give the gradient of one batch of 8, and that 1 + 7 do not;
+  - the learning rate at each step under the three schedules;
+  - the loss per epoch, train and validation, and lessons/out/06_training.png.
+"""
+
+import matplotlib.pyplot as plt
+import numpy as np
+from common import DATA, compare, load, parse_args, read_rows, save_figure, show, table, tune, write_rows
+
+from tinyprompt import data, optim
+from tinyprompt.prompt import init_prompt
+from tinyprompt.train import mean_loss
+
+P = 8  # virtual tokens
+LR, SCHEDULE, WARMUP = 0.03, "cosine", 2  # AdamW at PEFT's prompt-tuning lr; 2 warmup steps, then half a cosine
+VAL_SPLIT, SEED = 0.2, 0
+FLOAT32 = {"rtol": 1e-4, "atol": 1e-7}  # two float32 sums in another order agree to about this
+
+
+def main():
+    args = parse_args(__doc__)
+    model, tok = load(args)
+    eos = tok.eos_id
+    rows = read_rows(DATA / "toy" / "addition.jsonl")
+    if args.quick:
+        rows = [rows[i] for i in sorted(np.random.default_rng(SEED).permutation(len(rows))[:40])]
+    epochs, batch_size, accumulation = (2, 4, 2) if args.quick else (6, 8, 2)
+    path = write_rows(rows, "06_addition.jsonl")
+    examples = data.load_data(path, tok).examples
+    train_rows, val_rows = data.split_validation(examples, VAL_SPLIT, SEED)  # what train() does with val_split
+
+    # 1. the rows
+    e = train_rows[0]
+    print(f"\n1. data: {len(rows)} rows of data/toy/addition.jsonl -> {len(train_rows)} train, {len(val_rows)} "
+          f"validation (a seeded {VAL_SPLIT:.0%} held out)")
+    print(f"   a row: {e.input_ids[:e.n_input]} {tok.decode(e.input_ids[:e.n_input])!r} -> output "
+          f"{e.input_ids[e.n_input:]} {tok.decode(e.input_ids[e.n_input:])!r}; labels {e.labels}")
+
+    # 2. batches: a fresh order per epoch, cut into B rows, right-padded
+    orders = [data.epoch_order(len(train_rows), SEED, epoch) for epoch in range(2)]
+    print(f"\n2. batches of B={batch_size}: the row order is a permutation drawn from (seed, epoch)")
+    for epoch, order in enumerate(orders):
+        print(f"   epoch {epoch + 1}: rows {order[:12].tolist()} ...")
+    first = [train_rows[i] for i in orders[0][:batch_size]]
+    ids, labels = data.pad_batch(first, eos)  # [B, T] each: the first batch data.batches yields in epoch 1
+    print(f"   the first batch of epoch 1: input_ids and labels {list(ids.shape)} [B, T], T = its longest row; "
+          f"padding: id {eos} (EOS), label -100")
+    table(["row", "text", "input_ids", "labels", "padding", "scored"],
+          [(r, repr(show(tok.decode(e.input_ids))), ids[r].tolist(), labels[r].tolist(),
+            ids.shape[1] - len(e.input_ids), int((labels[r] != data.IGNORE_INDEX).sum())) for r, e in enumerate(first)])
+
+    # 3. gradient accumulation: the mean of the micro-batches' gradients
+    prompt0 = init_prompt("vocab", P, model.wte, seed=SEED)  # [P, C]: the prompt train() starts from below
+    eight = train_rows[:8]
+
+    def loss_grad(rows):
+        ids, labels = data.pad_batch(rows, eos)
+        loss, grad = model.loss_and_grad(prompt0, ids, labels)
+        return loss, grad, int((labels != data.IGNORE_INDEX).sum())
+
+    loss8, g8, n8 = loss_grad(eight)
+    print(f"\n3. gradient accumulation: one batch of 8 rows ({n8} scored tokens) against micro-batches of it")
+    (la, ga, na), (lb, gb, nb) = loss_grad(eight[:4]), loss_grad(eight[4:])
+    print(f"   4 + 4 rows ({na} + {nb} scored tokens): the accumulated loss and gradient are (g1 + g2) / 2")
+    compare("4+4: mean grad vs 8", (ga + gb) / 2, g8, **FLOAT32)
+    compare("4+4: mean loss vs 8", (la + lb) / 2, loss8, **FLOAT32)
+    (l1, g1, n1), (l7, g7, n7) = loss_grad(eight[:1]), loss_grad(eight[1:])
+    print(f"   1 + 7 rows ({n1} + {n7} scored tokens): each micro-batch still counts 1/2, so the lone row weighs "
+          f"1/2 and each of the 7 others 1/14, instead of 1/8 each")
+    compare("1+7: mean grad vs 8", (g1 + g7) / 2, g8, **FLOAT32)
+    compare("1+7: token-weighted vs 8", (n1 * g1 + n7 * g7) / (n1 + n7), g8, **FLOAT32)
+    print("   (token-weighted: (n1 g1 + n2 g2) / (n1 + n2), with n the scored tokens of each micro-batch)")
+
+    # 4. the learning rate of every optimizer step
+    micro = data.num_batches(len(train_rows), batch_size)
+    steps_per_epoch = data.num_batches(micro, accumulation)
+    total = epochs * steps_per_epoch
+    curves = {s: [optim.lr_at(t, LR, s, WARMUP, total) for t in range(total)] for s in optim.SCHEDULES}
+    print(f"\n4. {len(train_rows)} rows / B={batch_size} = {micro} micro-batches per epoch; accumulating "
+          f"{accumulation} -> {steps_per_epoch} optimizer steps per epoch, {total} in {epochs} epochs")
+    print(f"   lr at each step: {WARMUP} warmup steps from 0, then the schedule (this run: {SCHEDULE}, lr {LR})")
+    shown = sorted({*range(min(total, 4)), total // 2, total - 2, total - 1})
+    table(["step", *optim.SCHEDULES], [(t, *(f"{curves[s][t]:.4f}" for s in optim.SCHEDULES)) for t in shown])
+
+    # 5. the loop itself: train.train
+    val0 = mean_loss(model, prompt0, val_rows, batch_size, eos)
+    print(f"\n5. train.train: P={P} virtual tokens (init vocab), AdamW lr {LR} {SCHEDULE}, {epochs} epochs; "
+          f"validation loss before the first step: {val0:.4f}")
+    _, metrics = tune(model, tok, "06_run", data=str(path), val_split=VAL_SPLIT, num_virtual_tokens=P,
+                      init="vocab", lr=LR, epochs=epochs, batch_size=batch_size, accumulation_steps=accumulation,
+                      lr_schedule=SCHEDULE, warmup_steps=WARMUP, seed=SEED)
+    step_losses = np.array(metrics["step_losses"])
+    table(["epoch", "steps", "train loss (mean of its steps)", "validation loss", "seconds"],
+          [(0, 0, "", f"{val0:.4f}", "")] +
+          [(i + 1, steps_per_epoch * (i + 1), f"{t:.4f}", f"{v:.4f}", f"{s:.2f}") for i, (t, v, s) in
+           enumerate(zip(metrics["epoch_losses"], metrics["val_losses"], metrics["timings"]["epoch_seconds"]))])
+    print(f"   {metrics['steps_done']} steps, {metrics['timings']['seconds_per_step'] * 1e3:.0f} ms per step "
+          f"(validation included); the run's files: lessons/out/06_run/ (adapter, metrics.json, loss.png)")
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5))
+    for s in optim.SCHEDULES:
+        ax1.plot(range(total), curves[s], "o-" if s == SCHEDULE else ".--", lw=2.5 if s == SCHEDULE else 1,
+                 label=f"{s}{' (this run)' if s == SCHEDULE else ''}")
+    ax1.axvspan(-0.5, WARMUP - 0.5, color="grey", alpha=0.15, label=f"warmup ({WARMUP} steps)")
+    for epoch in range(1, epochs):
+        ax1.axvline(epoch * steps_per_epoch - 0.5, color="grey", lw=0.5, ls=":")
+    ax1.set_xlabel(f"optimizer step ({steps_per_epoch} per epoch: dotted lines)")
+    ax1.set_ylabel("learning rate")
+    ax1.set_title(f"the learning rate of each step (peak {LR})")
+    ax1.legend()
+    x_steps = np.arange(1, len(step_losses) + 1) / steps_per_epoch  # step s ends at epoch s / steps_per_epoch
+    ax2.plot(x_steps, step_losses, color="C0", alpha=0.35, lw=1, label="train, each step (before its update)")
+    ax2.plot(np.arange(1, epochs + 1), metrics["epoch_losses"], "o-", color="C0", label="train, epoch mean")
+    ax2.plot(np.arange(0, epochs + 1), [val0, *metrics["val_losses"]], "s--", color="C1",
+             label="validation (epoch 0: before training)")
+    ax2.set_xticks(range(epochs + 1))
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("loss (cross-entropy, nats per scored token)")
+    ax2.set_title(f"loss per epoch: {len(train_rows)} train / {len(val_rows)} validation rows, "
+                  f"B={batch_size} x {accumulation}")
+    ax2.grid(alpha=0.3)
+    ax2.legend()
+    fig.suptitle(f"Lesson 06: the training loop ({model.name_or_path}, P={P})")
+    save_figure(fig, "06_training")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Lesson 08 -- prompt engineering against prompt tuning, on SST-2 sentiment.
+
+What it teaches
+  There are three ways to point a frozen GPT-2 at a task. All three are scored on the same SST-2 dev rows,
+  by rank classification (Lester et al., after Brown et al.). The model never generates: for each review we
+  compute log p(" positive") and log p(" negative") after the input and take the larger, so even an untuned
+  model is judged by its preference.
+  - zero-shot: the review in a template, "Review: <text>\\nSentiment:", and nothing else;
+  - a hand-written hard prompt: an instruction in words, in front of the same template;
+  - a tuned soft prompt: P virtual tokens that start as the embeddings of that same instruction, then are
+    tuned on SST-2 training rows. Before tuning, it *is* the hard prompt (checked below). Tuning moves it by
+    gradient, to points between and beyond real words that no rewording can reach.
+
+What to look at
+  - the check that the untuned soft prompt gives the hard prompt's logits;
+  - the dev-accuracy table, with each prompt's share of " positive" answers (answering " positive" every
+    time scores the share of positive rows, printed too) and a 95% interval: with N rows, differences
+    smaller than the interval are noise;
+  - lessons/out/08_accuracy.png.
+"""
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+from common import DATA, compare, load, parse_args, read_rows, save_figure, table, tune, write_rows
+
+from tinyprompt import data, evaluate
+from tinyprompt.prompt import init_prompt
+
+TEMPLATE = "Review: {input}\nSentiment:"
+HARD = "Classify the sentiment of this movie review as positive or negative.\n"
+LABELS = [" negative", " positive"]
+LABEL_WORDS = "0= negative,1= positive"  # SST-2's 0/1 labels as the words to rank
+COLUMNS = {"input_column": "text", "output_column": "label", "template": TEMPLATE, "label_words": LABEL_WORDS}
+LR, SEED = 0.03, 0
+FLOAT32 = {"rtol": 1e-4, "atol": 1e-4}  # float32 logits of two different routes agree to about this
+
+
+def wilson(correct, n, z=1.96):
+    """The 95% Wilson score interval of a proportion correct / n."""
+    p = correct / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def sample(path, n, name):
+    """n rows of an SST-2 file, drawn with a fixed seed, written to lessons/out/data/<name>."""
+    rows = read_rows(path)
+    return write_rows([rows[i] for i in sorted(np.random.default_rng(SEED).permutation(len(rows))[:n])], name)
+
+
+def main():
+    args = parse_args(__doc__)
+    model, tok = load(args)
+    eos = tok.eos_id
+    n_train, n_dev, epochs = (16, 16, 1) if args.quick else (64, 100, 2)
+    train_path = sample(DATA / "sst2" / "train.tsv", n_train, "08_sst2_train.tsv")
+    dev_path = sample(DATA / "sst2" / "dev.tsv", n_dev, "08_sst2_dev.tsv")
+    label_words = data.parse_label_words(LABEL_WORDS)
+    dev = data.load_data(dev_path, tok, TEMPLATE, input_column="text", output_column="label",
+                         label_words=label_words).examples
+    gold = np.array([LABELS.index(e.output) for e in dev])  # [N]: 0 negative, 1 positive
+    hard_ids = tok.encode(HARD)
+    P = len(hard_ids)  # the soft prompt gets one vector per token of the instruction
+    print(f"\n1. SST-2 subsets (seed {SEED}): {n_train} training rows from data/sst2/train.tsv, {n_dev} dev rows "
+          f"from data/sst2/dev.tsv ({gold.mean():.0%} positive)")
+    print(f"   template {TEMPLATE!r}; labels ranked: {LABELS} (token ids {[tok.encode(w) for w in LABELS]})")
+    print(f"   hard prompt: {HARD!r} = {P} tokens")
+
+    # 2. an untuned soft prompt initialised from the hard prompt's text is the hard prompt
+    soft0 = init_prompt("text", P, model.wte, tok, HARD)  # [P, C] = wte[hard_ids]
+    ids = dev[0].input_ids[: dev[0].n_input]
+    as_tokens = model.logits(np.array([hard_ids + ids]))[:, P:]  # the instruction as P real tokens
+    as_vectors = model.logits(np.array([ids]), soft0)[:, P:]  # the same rows of wte as P virtual tokens
+    print(f"\n2. the soft prompt starts as wte[ids of the hard prompt] {list(soft0.shape)}: the same vectors, at the "
+          "same positions")
+    compare("logits: soft0 vs hard", as_vectors, as_tokens, **FLOAT32)
+
+    # 3. tune it
+    print(f"\n3. tuning those {P} vectors: AdamW lr {LR}, {epochs} epoch(s), batch 8, on the {n_train} training rows")
+    prompt, _ = tune(model, tok, "08_sst2", data=str(train_path), num_virtual_tokens=P, init="text", init_text=HARD,
+                     lr=LR, epochs=epochs, batch_size=8, seed=SEED, **COLUMNS)
+    moved = np.linalg.norm(prompt - soft0, axis=1) / np.linalg.norm(soft0, axis=1)
+    print(f"   each vector moved by {moved.min():.1%}..{moved.max():.1%} of its length")
+
+    # 4. the three, on the same dev rows
+    label_ids = [tok.encode(w) for w in LABELS]
+    contenders = [("zero-shot", None, dev, 0), ("hard prompt", None, evaluate.with_prefix(dev, hard_ids), 0),
+                  ("tuned soft prompt", prompt, dev, prompt.size)]
+    results = []
+    for name, soft, rows, trained in contenders:
+        predicted = evaluate.rank_classify(model, soft, rows, label_ids, eos)  # [N] index into LABELS
+        correct = int((predicted == gold).sum())
+        results.append((name, trained, correct, wilson(correct, n_dev), float(predicted.mean())))
+    print(f"\n4. dev accuracy by rank classification, {n_dev} rows (answering ' positive' every time would score "
+          f"{gold.mean():.1%})")
+    table(["prompt", "trained numbers", "correct", "accuracy", "95% interval", "answers ' positive'"],
+          [(name, trained, f"{c}/{n_dev}", f"{c / n_dev:.1%}", f"{lo:.1%}..{hi:.1%}", f"{pos:.0%}")
+           for name, trained, c, (lo, hi), pos in results])
+    print("   (the untuned soft prompt scores as the hard prompt: step 2 showed it gives the same logits)")
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    acc = np.array([c / n_dev for _, _, c, _, _ in results])
+    err = np.array([[a - lo, hi - a] for a, (_, _, _, (lo, hi), _) in zip(acc, results)]).T
+    bars = ax.bar(range(len(results)), acc, yerr=err, capsize=6, color=["grey", "C0", "C2"],
+                  label="accuracy (whiskers: 95% interval)")
+    ax.bar_label(bars, labels=[f"{a:.1%}" for a in acc], label_type="center", color="white", fontweight="bold")
+    ax.axhline(gold.mean(), color="crimson", ls="--", label=f"always ' positive' ({gold.mean():.1%})")
+    ax.axhline(1 - gold.mean(), color="crimson", ls=":", label=f"always ' negative' ({1 - gold.mean():.1%})")
+    ax.set_xticks(range(len(results)), [f"{name}\n({trained:,} trained numbers)" for name, trained, *_ in results])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"dev accuracy ({n_dev} SST-2 rows)")
+    ax.set_title(f"Lesson 08: zero-shot vs hard prompt vs tuned soft prompt ({model.name_or_path})")
+    ax.legend(loc="upper left", fontsize=9)
+    save_figure(fig, "08_accuracy")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Fixtures shared by several test files."""
+
+import pytest
+from checkpoints import SMALL
+
+from tinyprompt.weights import random_params, save_checkpoint
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """Weights under tmp_path, and every way to the hub closed: a test that tries the network fails fast."""
+    monkeypatch.setenv("TINYPROMPT_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port: any request fails at once
+
+
+@pytest.fixture
+def small(tmp_path):
+    """A small checkpoint folder (hub layout) and the params written into it."""
+    params = random_params(SMALL, seed=1)
+    return save_checkpoint(tmp_path / "small", SMALL, params, tokenizer=False), params
