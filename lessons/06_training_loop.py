@@ -31,27 +31,32 @@ from tinyprompt.train import mean_loss
 P = 8  # virtual tokens
 LR, SCHEDULE, WARMUP = 0.03, "cosine", 2  # AdamW at PEFT's prompt-tuning lr; 2 warmup steps, then half a cosine
 VAL_SPLIT, SEED = 0.2, 0
+SST2 = {"template": "Review: {input}\nSentiment:", "input_column": "text", "output_column": "label"}
+LABEL_WORDS = "0= negative,1= positive"  # SST-2's 0/1 labels as the words to learn
 FLOAT32 = {"rtol": 1e-4, "atol": 1e-7}  # two float32 sums in another order agree to about this
+
+
+def short(text, n=56):
+    return repr(text if len(text) <= n else text[: n - 3] + "...")
 
 
 def main():
     args = parse_args(__doc__)
     model, tok = load(args)
     eos = tok.eos_id
-    rows = read_rows(DATA / "toy" / "addition.jsonl")
-    if args.quick:
-        rows = [rows[i] for i in sorted(np.random.default_rng(SEED).permutation(len(rows))[:40])]
-    epochs, batch_size, accumulation = (2, 4, 2) if args.quick else (6, 8, 2)
-    path = write_rows(rows, "06_addition.jsonl")
-    examples = data.load_data(path, tok).examples
+    rows = read_rows(DATA / "sst2" / "train.tsv")
+    n_rows, epochs, batch_size, accumulation = (40, 2, 4, 2) if args.quick else (80, 3, 8, 2)
+    rows = [rows[i] for i in sorted(np.random.default_rng(SEED).permutation(len(rows))[:n_rows])]
+    path = write_rows(rows, "06_sst2.tsv")
+    examples = data.load_data(path, tok, label_words=data.parse_label_words(LABEL_WORDS), **SST2).examples
     train_rows, val_rows = data.split_validation(examples, VAL_SPLIT, SEED)  # what train() does with val_split
 
     # 1. the rows
     e = train_rows[0]
-    print(f"\n1. data: {len(rows)} rows of data/toy/addition.jsonl -> {len(train_rows)} train, {len(val_rows)} "
-          f"validation (a seeded {VAL_SPLIT:.0%} held out)")
-    print(f"   a row: {e.input_ids[:e.n_input]} {tok.decode(e.input_ids[:e.n_input])!r} -> output "
-          f"{e.input_ids[e.n_input:]} {tok.decode(e.input_ids[e.n_input:])!r}; labels {e.labels}")
+    print(f"\n1. data: {len(rows)} SST-2 rows (seed {SEED}) of data/sst2/train.tsv -> {len(train_rows)} train, "
+          f"{len(val_rows)} validation (a seeded {VAL_SPLIT:.0%} held out); labels as words: {LABEL_WORDS!r}")
+    print(f"   a row: {tok.decode(e.input_ids[:e.n_input])!r} -> {tok.decode(e.input_ids[e.n_input:])!r}: "
+          f"{len(e.input_ids)} tokens, labels -100 x {e.n_input} then {e.labels[e.n_input:]}")
 
     # 2. batches: a fresh order per epoch, cut into B rows, right-padded
     orders = [data.epoch_order(len(train_rows), SEED, epoch) for epoch in range(2)]
@@ -62,9 +67,11 @@ def main():
     ids, labels = data.pad_batch(first, eos)  # [B, T] each: the first batch data.batches yields in epoch 1
     print(f"   the first batch of epoch 1: input_ids and labels {list(ids.shape)} [B, T], T = its longest row; "
           f"padding: id {eos} (EOS), label -100")
-    table(["row", "text", "input_ids", "labels", "padding", "scored"],
-          [(r, repr(show(tok.decode(e.input_ids))), ids[r].tolist(), labels[r].tolist(),
-            ids.shape[1] - len(e.input_ids), int((labels[r] != data.IGNORE_INDEX).sum())) for r, e in enumerate(first)])
+    table(["row", "text", "tokens", "padding", "scored"],
+          [(r, short(show(tok.decode(e.input_ids[:e.n_input]))), len(e.input_ids), ids.shape[1] - len(e.input_ids),
+            int((labels[r] != data.IGNORE_INDEX).sum())) for r, e in enumerate(first)])
+    r = int(np.argmin([len(e.input_ids) for e in first]))  # the shortest row: the most padding
+    print(f"   row {r} in full:\n   input_ids {ids[r].tolist()}\n   labels    {labels[r].tolist()}")
 
     # 3. gradient accumulation: the mean of the micro-batches' gradients
     prompt0 = init_prompt("vocab", P, model.wte, seed=SEED)  # [P, C]: the prompt train() starts from below
@@ -81,7 +88,7 @@ def main():
     print(f"   4 + 4 rows ({na} + {nb} scored tokens): the accumulated loss and gradient are (g1 + g2) / 2")
     compare("4+4: mean grad vs 8", (ga + gb) / 2, g8, **FLOAT32)
     compare("4+4: mean loss vs 8", (la + lb) / 2, loss8, **FLOAT32)
-    (l1, g1, n1), (l7, g7, n7) = loss_grad(eight[:1]), loss_grad(eight[1:])
+    (_, g1, n1), (_, g7, n7) = loss_grad(eight[:1]), loss_grad(eight[1:])
     print(f"   1 + 7 rows ({n1} + {n7} scored tokens): each micro-batch still counts 1/2, so the lone row weighs "
           f"1/2 and each of the 7 others 1/14, instead of 1/8 each")
     compare("1+7: mean grad vs 8", (g1 + g7) / 2, g8, **FLOAT32)
@@ -105,7 +112,7 @@ def main():
           f"validation loss before the first step: {val0:.4f}")
     _, metrics = tune(model, tok, "06_run", data=str(path), val_split=VAL_SPLIT, num_virtual_tokens=P,
                       init="vocab", lr=LR, epochs=epochs, batch_size=batch_size, accumulation_steps=accumulation,
-                      lr_schedule=SCHEDULE, warmup_steps=WARMUP, seed=SEED)
+                      lr_schedule=SCHEDULE, warmup_steps=WARMUP, seed=SEED, label_words=LABEL_WORDS, **SST2)
     step_losses = np.array(metrics["step_losses"])
     table(["epoch", "steps", "train loss (mean of its steps)", "validation loss", "seconds"],
           [(0, 0, "", f"{val0:.4f}", "")] +

@@ -4,7 +4,7 @@ What it teaches
   This is the experiment of the PEFT prompt-tuning tutorial, which used bloomz-560m; here it runs on GPT-2.
   Four virtual tokens, randomly initialised, are tuned on the role prompts of awesome-chatgpt-prompts ("I
   want you to act as a linux terminal. I will type commands and ..."). These are text rows, so every token
-  counts in the loss: the prompt learns the style of the texts, as a language model does. Then the frozen
+  counts in the loss: the prompt is tuned to make such texts likely, as a language model is. Then the frozen
   model gets "I want you to act as a logistician. ", a role that is not among the training rows, and
   continues it greedily with a repetition penalty of 1.5 (a token already present gets its logit divided
   by 1.5 if positive, multiplied if negative). It does so three times: without a prompt, with the untrained
@@ -54,7 +54,7 @@ def main():
     args = parse_args(__doc__)
     model, tok = load(args)
     eos, C = tok.eos_id, model.config.n_embd
-    n_train, n_val, cut = (6, 4, 32) if args.quick else (30, 10, 64)
+    n_train, n_val, cut = (6, 4, 32) if args.quick else (30, 8, 48)
     epochs, batch_size, new_tokens = (2, 4, 10) if args.quick else (5, 8, 40)
 
     # 1. the data: the first rows of the file, each cut to its opening tokens (where "I want you to act as" is)

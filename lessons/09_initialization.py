@@ -41,7 +41,7 @@ def sample(path, n, name):
 def main():
     args = parse_args(__doc__)
     model, tok = load(args)
-    n_train, n_val, epochs = (16, 8, 2) if args.quick else (48, 32, 2)
+    n_train, n_val, epochs = (16, 8, 2) if args.quick else (32, 16, 2)
     train_path = sample(DATA / "sst2" / "train.tsv", n_train, "09_sst2_train.tsv")
     val_path = sample(DATA / "sst2" / "dev.tsv", n_val, "09_sst2_val.tsv")
     label_words = data.parse_label_words(LABEL_WORDS)

@@ -21,7 +21,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from common import DATA, load, parse_args, read_rows, save_figure, table, tune, write_rows
 
-from tinyprompt import data
 from tinyprompt.prompt import init_prompt, nearest_tokens
 
 TEMPLATE = "Review: {input}\nSentiment:"
@@ -38,7 +37,7 @@ def main():
     args = parse_args(__doc__)
     model, tok = load(args)
     wte = model.wte
-    n_train, epochs = (16, 2) if args.quick else (64, 3)
+    n_train, epochs = (16, 2) if args.quick else (48, 3)
     rows = read_rows(DATA / "sst2" / "train.tsv")
     path = write_rows([rows[i] for i in sorted(np.random.default_rng(SEED).permutation(len(rows))[:n_train])],
                       "10_sst2_train.tsv")
@@ -69,7 +68,8 @@ def main():
     chance = nearest_tokens(init_prompt("random", 64, wte, seed=SEED + 1), wte, k=1)[1][:, 0]  # [64]
     print(f"\n3. norms: wte rows median {np.median(w_norms):.3f} (1%..99%: {np.percentile(w_norms, 1):.3f}.."
           f"{np.percentile(w_norms, 99):.3f}); the tuned vectors {n_now.min():.3f}..{n_now.max():.3f}, longer than "
-          f"{min(pct):.1%}..{max(pct):.1%} of the vocabulary")
+          f"{min(pct):.1%}..{max(pct):.1%} of the vocabulary\n   (on average {n_now.mean() / np.median(w_norms):.1f}x the median "
+          f"norm; at the start {n_start.mean() / np.median(w_norms):.1f}x)")
     table(["vectors", "mean cosine to their nearest token"],
           [(f"the {P} vocab starts", f"{nearest_tokens(start, wte, k=1)[1].mean():.3f}"),
            (f"the {P} tuned vectors", f"{sims[:, 0].mean():.3f}"),
@@ -86,7 +86,7 @@ def main():
     ax1.set_yscale("log")
     ax1.set_xlabel("L2 norm of the vector")
     ax1.set_ylabel("number of vocabulary rows (log scale)")
-    ax1.set_title("norms: the prompt against the vocabulary")
+    ax1.set_title(f"norms: the tuned vectors average {n_now.mean() / np.median(w_norms):.1f}x the median token's")
     ax1.legend()
     x = np.arange(P)
     ax2.bar(x - 0.2, to_start, width=0.4, color="C0", label="cosine to its start token")

@@ -23,10 +23,21 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, OUT, compare, human_bytes, load, parse_args, read_rows, save_figure, table, tune, write_rows
+from common import (
+    DATA,
+    OUT,
+    compare,
+    human_bytes,
+    load,
+    parse_args,
+    read_rows,
+    save_figure,
+    table,
+    tune,
+    write_rows,
+)
 
 import tinyprompt
-from tinyprompt import data
 from tinyprompt.hub import find_weights
 from tinyprompt.prompt import WEIGHTS_NAME, load_prompt
 
@@ -59,7 +70,7 @@ def main():
     args = parse_args(__doc__)
     model, tok = load(args)
     eos = tok.eos_id
-    n_sst, n_add, per_task, epochs, repeats = (16, 24, 2, 1, 5) if args.quick else (48, 80, 4, 2, 7)
+    n_sst, n_add, per_task, epochs, repeats = (16, 24, 2, 1, 5) if args.quick else (48, 48, 3, 2, 3)
     rng = np.random.default_rng(SEED)
     sst = read_rows(DATA / "sst2" / "train.tsv")
     sst_path = write_rows([sst[i] for i in sorted(rng.permutation(len(sst))[:n_sst])], "11_sentiment.tsv")
