@@ -2,21 +2,23 @@
 
     .venv/bin/python benchmarks/bench.py [--threads N] [--repeats R] [--quick] [--no-torch]
 
-Measures (issue 6): the prompt-tuning step (`loss_and_grad`, forward + backward to the prompt) against PEFT's
-for (a) input/output data, 8 targets per row, and (b) LM data, every token a target; forward throughput in
-GFLOP/s against NumPy's own float32 matmul (the practical peak); generation tokens/s against transformers'
-`generate`; peak memory; cold start (empty Numba cache) and warm start. Batch 8 x 64 tokens, 20 virtual.
+Measures (issue 6), batch 8 x 64 tokens after 20 virtual tokens:
+- the prompt-tuning step (`loss_and_grad`: forward, and backward to the prompt only) against the same step in
+  PEFT, for (a) input/output data, 8 targets per row, and (b) LM data, every token a target: time ratios;
+- forward throughput (`logits`, FLOPs counted below) against NumPy's own float32 matmul, the practical peak;
+- generation, 50 new tokens after the soft prompt, tokens/s against transformers' `generate`;
+- peak memory of each; cold start (empty Numba cache: compiles) and warm start (cached kernels).
 
-Each figure comes from its own fresh subprocess (a "worker"), so peak memory (ru_maxrss, which counts the
-memory-mapped weights that were touched) and start-up times are those of one task alone, and the two
-libraries never share a process (their OpenMP thread pools would compete). Timings are the median of
-`--repeats` runs after one warm-up. Without torch the PyTorch columns read n/a. Prints a table, then one
-JSON line.
+Every figure comes from its own fresh subprocess (a "worker"): the two libraries never share a process (their
+thread pools would compete), and peak memory (VmHWM: the high-water mark of resident memory, the touched
+pages of the memory-mapped weights included) and start-up times belong to one task alone. The thread count
+is set for every library before its process starts. Timings: the median of --repeats runs after a warm-up.
+Without torch the PyTorch columns read n/a. Prints a table, then one JSON line.
 """
 
 import time
 
-START = time.perf_counter()  # first thing: the start-up figures count every import after the interpreter's
+START = time.perf_counter()  # first: the start-up figures count every import after the interpreter's own
 
 import argparse
 import json
@@ -38,6 +40,7 @@ TARGETS = {  # issue 6: metric -> (bound, "max" = at most, "min" = at least)
     "step_io": (0.6, "max"), "step_lm": (1.0, "max"), "forward": (0.75, "min"), "generate": (1.0, "min"),
     "memory": (1.0, "max"), "cold_start": (15.0, "max"), "warm_start": (3.0, "max"),
 }
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 # --- workers: one task in a fresh process, its result as one JSON line on stdout ---------------------
@@ -67,8 +70,8 @@ def timed(f, repeats):
 
 
 def forward_flops(size, B, L):
-    """Multiply-adds x 2 of a full forward on B x L positions: the blocks' matmuls, causal attention (the
-    query-key pairs that are not masked, twice: scores and the weighted sum), the output head."""
+    """2 x multiply-adds of a forward on B x L positions: the blocks' matmuls, the attention pairs the causal
+    mask keeps (twice: scores, then the weighted sum of values), the output head."""
     V, _, C, n_layer, _ = size["config"]
     linear = 2 * B * L * (C * 3 * C + C * C + 2 * C * 4 * C)
     attention = 2 * 2 * B * (L * (L + 1) // 2) * C
@@ -82,26 +85,23 @@ def tinyprompt_worker(task, args, size):
     from tinyprompt.generate import generate
     start = time.perf_counter()
     model = tinyprompt.load_model(args.checkpoint)
+    ids, labels, prompt = batch(size, "lm" if task == "step_lm" else "io")
     result = {}
-    if task in ("step_io", "step_lm", "cold_start", "warm_start"):
-        ids, labels, prompt = batch(size, "lm" if task == "step_lm" else "io")
-        if task.endswith("start"):
-            model.loss_and_grad(prompt, ids, labels)  # the first call compiles the kernels (or loads them)
-            result["seconds"] = time.perf_counter() - args.t0  # from the process's start, imports included
-            result["first_call_s"] = time.perf_counter() - start
-        else:
-            result["seconds"] = timed(lambda: model.loss_and_grad(prompt, ids, labels), args.repeats)
+    if task.endswith("start"):
+        model.loss_and_grad(prompt, ids, labels)  # the first call compiles the kernels, or loads them
+        result["seconds"] = time.perf_counter() - args.t0  # from the process's start, imports included
+        result["first_call_s"] = time.perf_counter() - start
+    elif task.startswith("step"):
+        result["seconds"] = timed(lambda: model.loss_and_grad(prompt, ids, labels), args.repeats)
     elif task == "forward":
-        ids, _, prompt = batch(size, "io")
         result["seconds"] = timed(lambda: model.logits(ids, prompt), args.repeats)
-        result["gflops"] = forward_flops(size, *ids.shape[:1], ids.shape[1] + len(prompt)) / result["seconds"] / 1e9
+        result["gflops"] = forward_flops(size, len(ids), ids.shape[1] + len(prompt)) / result["seconds"] / 1e9
     elif task == "generate":
-        ids, _, prompt = batch(size, "io")
         n = size["new_tokens"]
         result["seconds"] = timed(lambda: generate(model, list(ids[0]), prompt, max_new_tokens=n, eos_id=-1),
                                   args.repeats)
         result["tokens_per_s"] = n / result["seconds"]
-    elif task == "matmul_peak":  # NumPy's float32 matmul at the model's shapes and a big square one
+    elif task == "matmul_peak":  # NumPy's float32 matmul: two of the model's shapes and a big square one
         best = 0.0
         for m, k, n in [(512, 768, 3072), (512, 3072, 768), (2048, 2048, 2048)]:
             a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
@@ -122,10 +122,10 @@ def torch_worker(task, args, size):
     from transformers import GPT2LMHeadModel
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    model = GPT2LMHeadModel.from_pretrained(args.checkpoint).eval()  # default attention (sdpa), float32
+    model = GPT2LMHeadModel.from_pretrained(args.checkpoint).eval()  # float32, default attention (sdpa)
     (V, _, C, n_layer, n_head), result = size["config"], {}
     ids, labels, prompt = batch(size, "lm" if task == "step_lm" else "io")
-    if task in ("step_io", "step_lm", "cold_start", "warm_start"):
+    if task.endswith("start") or task.startswith("step"):
         config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=len(prompt), token_dim=C,
                                     num_layers=n_layer, num_attention_heads=n_head)
         peft = get_peft_model(model, config)
@@ -135,32 +135,32 @@ def torch_worker(task, args, size):
 
         def step():
             weight.grad = None
-            peft(input_ids=ids_t, labels=labels_t).loss.backward()  # the gradient reaches the prompt only
+            peft(input_ids=ids_t, labels=labels_t).loss.backward()  # the weights are frozen: prompt grad only
         if task.endswith("start"):
             step()
-            result["seconds"], result["first_call_s"] = time.perf_counter() - args.t0, time.perf_counter() - start
+            result["seconds"] = time.perf_counter() - args.t0
+            result["first_call_s"] = time.perf_counter() - start
         else:
             result["seconds"] = timed(step, args.repeats)
-    else:
-        with torch.no_grad():
-            embeds = torch.cat([torch.as_tensor(prompt)[None].expand(len(ids), -1, -1),
-                                model.transformer.wte(torch.as_tensor(ids))], dim=1)  # [B, P+T, C]
-            if task == "forward":
-                result["seconds"] = timed(lambda: model(inputs_embeds=embeds).logits, args.repeats)
-                result["gflops"] = forward_flops(size, *embeds.shape[:2]) / result["seconds"] / 1e9
-            else:  # generate: greedy, with the KV cache, exactly new_tokens of them
-                n = size["new_tokens"]
-                kwargs = {"inputs_embeds": embeds[:1], "attention_mask": torch.ones(embeds.shape[:2])[:1].long(),
-                          "max_new_tokens": n, "min_new_tokens": n, "do_sample": False, "pad_token_id": V - 1}
-                result["seconds"] = timed(lambda: model.generate(**kwargs), args.repeats)
-                result["tokens_per_s"] = n / result["seconds"]
-    result["threads"] = {"torch": torch.get_num_threads()}
-    return result
+        return {**result, "threads": {"torch": torch.get_num_threads()}}
+    with torch.no_grad():
+        embeds = torch.cat([torch.as_tensor(prompt)[None].expand(len(ids), -1, -1),
+                            model.transformer.wte(torch.as_tensor(ids))], dim=1)  # [B, P + T, C]
+        if task == "forward":
+            result["seconds"] = timed(lambda: model(inputs_embeds=embeds).logits, args.repeats)
+            result["gflops"] = forward_flops(size, *embeds.shape[:2]) / result["seconds"] / 1e9
+        else:  # generate: greedy, with the KV cache, exactly new_tokens of them
+            n, row = size["new_tokens"], embeds[:1]
+            kwargs = {"inputs_embeds": row, "attention_mask": torch.ones(row.shape[:2], dtype=torch.long),
+                      "max_new_tokens": n, "min_new_tokens": n, "do_sample": False, "pad_token_id": V - 1}
+            result["seconds"] = timed(lambda: model.generate(**kwargs), args.repeats)
+            result["tokens_per_s"] = n / result["seconds"]
+    return {**result, "threads": {"torch": torch.get_num_threads()}}
 
 
 def blas_info():
-    """Which BLAS NumPy runs, its kernel (core type) and threads: threadpoolctl if installed, else asked
-    directly from the OpenBLAS that NumPy wheels bundle."""
+    """Which BLAS NumPy runs, its kernel (core type) and threads: from threadpoolctl if installed, else asked
+    directly of the OpenBLAS that NumPy's wheels bundle."""
     try:
         from threadpoolctl import threadpool_info
         blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
@@ -182,39 +182,15 @@ def blas_info():
 
 
 def peak_rss_mb():
-    """This process's peak resident memory: VmHWM, the high-water mark of its own address space. Not
-    ru_maxrss, which Linux carries over from the parent through fork + exec."""
+    """This process's peak resident memory: VmHWM, the high-water mark of its own address space (not
+    ru_maxrss, which Linux carries over from the parent through fork and exec)."""
     status = Path("/proc/self/status")
     if status.exists():
         for line in status.read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1024)
-
-
-def worker(args):
-    size = SIZES["quick" if args.quick else "full"]
-    side, task = args.worker.split(":")
-    if task == "write_checkpoint":
-        return write_checkpoint(args.checkpoint, size)
-    result = (tinyprompt_worker if side == "tinyprompt" else torch_worker)(task, args, size)
-    result["peak_rss_mb"] = peak_rss_mb()
-    print(json.dumps(result))
-
-
-# --- the parent: write the checkpoint, run the workers, print the table and the JSON -----------------
-
-
-def run(args, side, task, env=None):
-    command = [sys.executable, __file__, "--worker", f"{side}:{task}", "--checkpoint", str(args.checkpoint),
-               "--threads", str(args.threads), "--repeats", str(args.repeats)] + ["--quick"] * args.quick
-    threads = {name: str(args.threads) for name in  # read when each library loads: set before the process starts
-               ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
-    out = subprocess.run(command, env={**os.environ, **threads, **(env or {})}, capture_output=True, text=True,
-                         cwd=ROOT, check=False)
-    if out.returncode:
-        sys.exit(f"worker {side}:{task} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS
+    return kib / (1 << 20 if sys.platform == "darwin" else 1024)
 
 
 def write_checkpoint(directory, size):
@@ -224,6 +200,94 @@ def write_checkpoint(directory, size):
     V, N, C, n_layer, n_head = size["config"]
     config = GPT2Config(vocab_size=V, n_positions=N, n_embd=C, n_layer=n_layer, n_head=n_head)
     save_checkpoint(directory, config, random_params(config, seed=0, dtype=np.float32), tokenizer=False)
+
+
+def worker(args):
+    size = SIZES["quick" if args.quick else "full"]
+    side, task = args.worker.split(":")
+    if task == "write_checkpoint":
+        return write_checkpoint(args.checkpoint, size)
+    result = (tinyprompt_worker if side == "tinyprompt" else torch_worker)(task, args, size)
+    print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}))
+
+
+# --- the parent: run the workers, then print the table and the JSON ---------------------------------
+
+
+def run(args, side, task, env=None):
+    command = [sys.executable, __file__, "--worker", f"{side}:{task}", "--checkpoint", str(args.checkpoint),
+               "--threads", str(args.threads), "--repeats", str(args.repeats)] + ["--quick"] * args.quick
+    env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(args.threads)), **(env or {})}
+    out = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
+    if out.returncode:
+        sys.exit(f"worker {side}:{task} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else None
+
+
+def measure(args, scratch, with_torch):
+    """{task: (tinyprompt's result, torch's result or None)}."""
+    cache = {"NUMBA_CACHE_DIR": str(scratch / "numba-cache")}  # empty: the first worker compiles everything
+    rows = {"cold_start": run(args, "tinyprompt", "cold_start", cache),
+            "warm_start": run(args, "tinyprompt", "warm_start", cache)}
+    torch_start = run(args, "torch", "cold_start") if with_torch else None  # torch has no compile cache:
+    rows = {task: (result, torch_start) for task, result in rows.items()}  # one figure for both rows
+    for task in ("step_io", "step_lm", "forward", "generate"):
+        rows[task] = (run(args, "tinyprompt", task, cache), run(args, "torch", task) if with_torch else None)
+    rows["matmul_peak"] = (run(args, "tinyprompt", "matmul_peak"), None)
+    return rows
+
+
+def cpu_busy_seconds():
+    """CPU seconds that all processes of the machine have used since boot (Linux; 0 elsewhere). Less what
+    the workers used, it tells how busy other processes kept the cores during the benchmark."""
+    stat = Path("/proc/stat")
+    if not stat.exists():
+        return 0.0
+    ticks = [int(t) for t in stat.read_text().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+FIGURES = [  # metric, unit, result key, figure held against the target (a: tinyprompt, b: torch), meaning
+    ("step_io", "s", "seconds", lambda a, b, peak: b and a / b, "x torch's time"),
+    ("step_lm", "s", "seconds", lambda a, b, peak: b and a / b, "x torch's time"),
+    ("forward", "GFLOP/s", "gflops", lambda a, b, peak: a / peak, "x matmul peak"),
+    ("generate", "tok/s", "tokens_per_s", lambda a, b, peak: b and a / b, "x torch's speed"),
+    ("cold_start", "s", "seconds", lambda a, b, peak: a, "s to a first step"),
+    ("warm_start", "s", "seconds", lambda a, b, peak: a, "s to a first step"),
+] + [(f"memory_{task}", "MB", "peak_rss_mb", lambda a, b, peak: b and a / b, "x torch's peak")
+     for task in ("step_io", "step_lm", "generate")]
+
+
+def report(args, size, rows):
+    peak, threads = rows["matmul_peak"][0]["gflops"], rows["step_io"][0]["threads"]
+    summary = {"threads": args.threads, "repeats": args.repeats, "quick": args.quick, **threads,
+               "env": {k: v for k, v in os.environ.items() if k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+               "matmul_peak_gflops": round(peak, 1), "other_processes_cores": round(max(args.others, 0), 2)}
+    print(f"tinyprompt vs PyTorch + PEFT: GPT-2 (V, N, C, layers, heads) = {size['config']}, "
+          f"batch {size['B']} x {size['T']} tokens + {size['P']} virtual; {args.threads} threads each; "
+          f"median of {args.repeats}")
+    print(f"NumPy BLAS: {threads.get('blas')} ({threads.get('blas_kernel')} kernel, "
+          f"{threads.get('blas_threads')} threads), float32 matmul peak {peak:.1f} GFLOP/s; "
+          f"numba threading layer: {threads.get('numba_layer')}")
+    others, cores = summary["other_processes_cores"], os.cpu_count()
+    print(f"Other processes kept {others} of {cores} cores busy during the run"
+          f"{'' if others < 0.1 else ': the figures are skewed, run again on an idle machine'}")
+    header = (f"{'metric':<20} | {'tinyprompt':>10} | {'PyTorch+PEFT':>12} | {'figure':>24} | {'target':>7} "
+              f"| met")
+    print(header + "\n" + "-" * len(header))
+    for metric, unit, key, figure, meaning in FIGURES:
+        ours, theirs = rows[metric.removeprefix("memory_")]
+        a, b = ours[key], theirs[key] if theirs else None
+        value = figure(a, b, peak)
+        bound, kind = TARGETS["memory" if metric.startswith("memory") else metric]
+        met = None if value is None else (value <= bound if kind == "max" else value >= bound)
+        target = f"{'<=' if kind == 'max' else '>='} {bound:g}"
+        summary[metric] = {"unit": unit, "tinyprompt": round(a, 4), "torch": b and round(b, 4),
+                           "figure": value and round(value, 3), "target": target, "met": met}
+        shown = "n/a" if value is None else f"{value:.2f} {meaning}"
+        print(f"{f'{metric} ({unit})':<20} | {a:>10.3f} | {'n/a' if b is None else f'{b:.3f}':>12} | "
+              f"{shown:>24} | {target:>7} | {'n/a' if met is None else 'yes' if met else 'NO'}")
+    print(json.dumps(summary))
 
 
 def main():
@@ -241,65 +305,18 @@ def main():
 
     size = SIZES["quick" if args.quick else "full"]
     with_torch = not args.no_torch and all(find_spec(m) for m in ("torch", "transformers", "peft"))
+    busy, wall = cpu_busy_seconds(), time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="tinyprompt-bench-"))
     try:
         args.checkpoint = scratch / "gpt2-random"
-        run(args, "tinyprompt", "write_checkpoint")  # in a worker: this process stays small
+        run(args, "tinyprompt", "write_checkpoint")  # in a worker too: this process stays small
         rows = measure(args, scratch, with_torch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    report(args, size, rows, with_torch)
-
-
-def measure(args, scratch, with_torch):
-    """{metric: (tinyprompt result, torch result or None)}, every figure from its own worker."""
-    rows = {}
-    cache = {"NUMBA_CACHE_DIR": str(scratch / "numba-cache")}  # empty: the first worker compiles everything
-    rows["cold_start"] = run(args, "tinyprompt", "cold_start", cache)
-    rows["warm_start"] = run(args, "tinyprompt", "warm_start", cache)
-    rows = {k: (v, None) for k, v in rows.items()}
-    if with_torch:  # torch has no compile cache: one start-up figure, shown in both rows
-        start = run(args, "torch", "cold_start")
-        rows = {k: (v, start) for k, (v, _) in rows.items()}
-    for task in ("step_io", "step_lm", "forward", "generate"):
-        rows[task] = (run(args, "tinyprompt", task, cache), run(args, "torch", task) if with_torch else None)
-    rows["matmul_peak"] = (run(args, "tinyprompt", "matmul_peak"), None)
-    return rows
-
-
-def report(args, size, rows, with_torch):
-    peak = rows["matmul_peak"][0]["gflops"]
-    summary = {"threads": args.threads, "repeats": args.repeats, "quick": args.quick, **rows["step_io"][0]["threads"],
-               "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ},
-               "matmul_peak_gflops": round(peak, 1)}
-    print(f"tinyprompt vs PyTorch + PEFT: GPT-2 (V, N, C, layers, heads) = {size['config']}, batch {size['B']} x "
-          f"{size['T']} tokens + {size['P']} virtual; {args.threads} threads each; median of {args.repeats}")
-    print(f"NumPy BLAS: {summary.get('blas')} ({summary.get('blas_kernel')} kernel, {summary.get('blas_threads')} "
-          f"threads), float32 matmul peak {peak:.1f} GFLOP/s; numba layer {summary.get('numba_layer')}")
-    header = f"{'metric':<16} | {'tinyprompt':>10} | {'PyTorch+PEFT':>12} | {'figure':>22} | {'target':>7} | met"
-    print(header + "\n" + "-" * len(header))
-    lines = [  # metric, what is compared, tinyprompt's value, torch's, figure (held against the target), unit
-        ("step_io", "s", "seconds", lambda a, b: b and a / b, "x torch's time"),
-        ("step_lm", "s", "seconds", lambda a, b: b and a / b, "x torch's time"),
-        ("forward", "GFLOP/s", "gflops", lambda a, b: a / peak, "x matmul peak"),
-        ("generate", "tok/s", "tokens_per_s", lambda a, b: b and a / b, "x torch's speed"),
-        ("cold_start", "s", "seconds", lambda a, b: a, "s to first step"),
-        ("warm_start", "s", "seconds", lambda a, b: a, "s to first step"),
-    ] + [(f"memory_{task}", "MB", "peak_rss_mb", lambda a, b: b and a / b, "x torch's peak RSS")
-         for task in ("step_io", "step_lm", "generate")]
-    for metric, unit, key, figure, meaning in lines:
-        ours, theirs = rows[metric.removeprefix("memory_")]
-        a, b = ours[key], theirs[key] if theirs else None
-        value = figure(a, b)
-        bound, kind = TARGETS[metric.split("_")[0] if metric.startswith("memory") else metric]
-        met = None if value is None else (value <= bound if kind == "max" else value >= bound)
-        summary[metric] = {"unit": unit, "tinyprompt": round(a, 4), "torch": b and round(b, 4),
-                           "figure": value and round(value, 3), "target": f"{'<=' if kind == 'max' else '>='} {bound}",
-                           "met": met}
-        print(f"{metric + ' (' + unit + ')':<16} | {a:>10.3f} | {'n/a' if b is None else f'{b:.3f}':>12} | "
-              f"{'n/a' if value is None else f'{value:.2f} {meaning}':>22} | {summary[metric]['target']:>7} | "
-              f"{ {None: 'n/a', True: 'yes', False: 'NO'}[met]}")
-    print(json.dumps(summary))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    others = cpu_busy_seconds() - busy - children.ru_utime - children.ru_stime  # CPU seconds
+    args.others = others / (time.perf_counter() - wall)  # cores, on average
+    report(args, size, rows)
 
 
 if __name__ == "__main__":
