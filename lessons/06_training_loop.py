@@ -22,7 +22,19 @@ What to look at
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, compare, load, parse_args, read_rows, save_figure, show, table, tune, write_rows
+from common import (
+    DATA,
+    compare,
+    load,
+    parse_args,
+    plot_run,
+    read_rows,
+    save_figure,
+    show,
+    table,
+    tune,
+    write_rows,
+)
 
 from tinyprompt import data, optim
 from tinyprompt.prompt import init_prompt
@@ -113,7 +125,6 @@ def main():
     _, metrics = tune(model, tok, "06_run", data=str(path), val_split=VAL_SPLIT, num_virtual_tokens=P,
                       init="vocab", lr=LR, epochs=epochs, batch_size=batch_size, accumulation_steps=accumulation,
                       lr_schedule=SCHEDULE, warmup_steps=WARMUP, seed=SEED, label_words=LABEL_WORDS, **SST2)
-    step_losses = np.array(metrics["step_losses"])
     table(["epoch", "steps", "train loss (mean of its steps)", "validation loss", "seconds"],
           [(0, 0, "", f"{val0:.4f}", "")] +
           [(i + 1, steps_per_epoch * (i + 1), f"{t:.4f}", f"{v:.4f}", f"{s:.2f}") for i, (t, v, s) in
@@ -132,17 +143,9 @@ def main():
     ax1.set_ylabel("learning rate")
     ax1.set_title(f"the learning rate of each step (peak {LR})")
     ax1.legend()
-    x_steps = np.arange(1, len(step_losses) + 1) / steps_per_epoch  # step s ends at epoch s / steps_per_epoch
-    ax2.plot(x_steps, step_losses, color="C0", alpha=0.35, lw=1, label="train, each step (before its update)")
-    ax2.plot(np.arange(1, epochs + 1), metrics["epoch_losses"], "o-", color="C0", label="train, epoch mean")
-    ax2.plot(np.arange(0, epochs + 1), [val0, *metrics["val_losses"]], "s--", color="C1",
-             label="validation (epoch 0: before training)")
-    ax2.set_xticks(range(epochs + 1))
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("loss (cross-entropy, nats per scored token)")
+    plot_run(ax2, metrics, val0, "validation (epoch 0: before training)")
     ax2.set_title(f"loss per epoch: {len(train_rows)} train / {len(val_rows)} validation rows, "
                   f"B={batch_size} x {accumulation}")
-    ax2.grid(alpha=0.3)
     ax2.legend()
     fig.suptitle(f"Lesson 06: the training loop ({model.name_or_path}, P={P})")
     save_figure(fig, "06_training")

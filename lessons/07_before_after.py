@@ -22,7 +22,7 @@ import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, load, parse_args, read_rows, save_figure, table, tune, write_rows
+from common import DATA, load, parse_args, plot_run, read_rows, save_figure, table, tune, write_rows
 
 from tinyprompt import data
 from tinyprompt.generate import generate
@@ -97,17 +97,8 @@ def main():
         print(show_text(QUERY + tok.decode(new)))
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [1.3, 1]})
-    steps_per_epoch = metrics["steps_per_epoch"]
-    x_steps = np.arange(1, len(metrics["step_losses"]) + 1) / steps_per_epoch
-    ax1.plot(x_steps, metrics["step_losses"], color="C0", alpha=0.35, lw=1, label="train, each step")
-    ax1.plot(np.arange(1, epochs + 1), metrics["epoch_losses"], "o-", color="C0", label="train, epoch mean")
-    ax1.plot(np.arange(0, epochs + 1), [val0, *metrics["val_losses"]], "s--", color="C1",
-             label="held-out rows (epoch 0: untrained)")
-    ax1.set_xticks(range(epochs + 1))
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("loss (cross-entropy, nats per token)")
+    plot_run(ax1, metrics, val0, "held-out rows (epoch 0: untrained)", "loss (cross-entropy, nats per token)")
     ax1.set_title(f"tuning {P} virtual tokens on {n_train} role prompts")
-    ax1.grid(alpha=0.3)
     ax1.legend()
     names = list(settings)
     bars = ax2.bar(range(len(names)), [losses[n] for n in names], color=["grey", "C1", "C2"])

@@ -23,7 +23,7 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, compare, load, parse_args, read_rows, save_figure, table, tune, write_rows
+from common import DATA, compare, load, parse_args, sample, save_figure, table, tune
 
 from tinyprompt import data, evaluate
 from tinyprompt.prompt import init_prompt
@@ -42,12 +42,6 @@ def wilson(correct, n, z=1.96):
     p = correct / n
     centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
-
-
-def sample(path, n, name):
-    """n rows of an SST-2 file, drawn with a fixed seed, written to lessons/out/data/<name>."""
-    rows = read_rows(path)
-    return write_rows([rows[i] for i in sorted(np.random.default_rng(SEED).permutation(len(rows))[:n])], name)
 
 
 def main():

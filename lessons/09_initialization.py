@@ -20,7 +20,7 @@ What to look at
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, load, parse_args, read_rows, save_figure, table, tune, write_rows
+from common import DATA, load, parse_args, sample, save_figure, table, tune
 
 from tinyprompt import data
 from tinyprompt.prompt import INIT_METHODS, init_prompt
@@ -31,11 +31,6 @@ LABEL_WORDS = "0= negative,1= positive"
 INIT_TEXT = "Is this movie review positive or negative?"
 COLUMNS = {"input_column": "text", "output_column": "label", "template": TEMPLATE}
 P, LR, BATCH, SEED = 8, 0.03, 8, 0
-
-
-def sample(path, n, name):
-    rows = read_rows(path)
-    return write_rows([rows[i] for i in sorted(np.random.default_rng(SEED).permutation(len(rows))[:n])], name)
 
 
 def main():

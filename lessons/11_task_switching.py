@@ -18,7 +18,6 @@ What to look at
   - lessons/out/11_task_switching.png.
 """
 
-import statistics
 import time
 
 import matplotlib.pyplot as plt
@@ -33,6 +32,7 @@ from common import (
     read_rows,
     save_figure,
     table,
+    timed,
     tune,
     write_rows,
 )
@@ -46,16 +46,6 @@ SENTIMENT = {"input_column": "text", "output_column": "label", "template": "Revi
              "label_words": "0= negative,1= positive"}
 LABELS = [" negative", " positive"]
 FLOAT32 = {"rtol": 1e-4, "atol": 1e-4}  # float32 logits of a batch and of one row agree to about this
-
-
-def timed(f, repeats):
-    """(median seconds of f() over `repeats` runs, f's last result)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = f()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
 
 
 def answer(task, logits, tok):

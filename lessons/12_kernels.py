@@ -23,13 +23,11 @@ What to look at
 
 import inspect
 import math
-import statistics
-import time
 
 import matplotlib.pyplot as plt
 import numba
 import numpy as np
-from common import DATA, compare, load, parse_args, read_rows, save_figure, table
+from common import DATA, compare, load, parse_args, read_rows, save_figure, table, timed
 
 from tinyprompt import gpt2, kernels, layers
 
@@ -60,16 +58,6 @@ def attention_naive(q, k, v):
                         acc += e[j] / total * v[b][h][j][d]
                     y[b][h][i][d] = acc
     return np.array(y)
-
-
-def timed(f, repeats):
-    """(median seconds over `repeats` calls, the last result)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = f()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main():

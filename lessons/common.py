@@ -9,12 +9,15 @@ import argparse
 import csv
 import json
 import os
+import statistics
+import time
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window: the lessons also run in CI
 import matplotlib.pyplot as plt
+import numpy as np
 
 import tinyprompt
 from tinyprompt.gradcheck import cmp
@@ -130,3 +133,32 @@ def human_bytes(n):
         if n < 1000 or unit == "GB":
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1000
+
+
+def sample(path, n, name, seed=0):
+    """n rows of a data file, drawn with a fixed seed (file order kept), written to lessons/out/data/<name>."""
+    rows = read_rows(path)
+    return write_rows([rows[i] for i in sorted(np.random.default_rng(seed).permutation(len(rows))[:n])], name)
+
+
+def timed(f, repeats):
+    """(median seconds of f() over `repeats` calls, the last call's result)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = f()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def plot_run(ax, metrics, val0, val_label, ylabel="loss (cross-entropy, nats per scored token)"):
+    """A run's losses on `ax`: each step's (faint), each epoch's mean, and validation from epoch 0 (dashed)."""
+    epochs = len(metrics["epoch_losses"])
+    x_steps = np.arange(1, len(metrics["step_losses"]) + 1) / metrics["steps_per_epoch"]  # step s ends at s / n
+    ax.plot(x_steps, metrics["step_losses"], color="C0", alpha=0.35, lw=1, label="train, each step (before its update)")
+    ax.plot(np.arange(1, epochs + 1), metrics["epoch_losses"], "o-", color="C0", label="train, epoch mean")
+    ax.plot(np.arange(0, epochs + 1), [val0, *metrics["val_losses"]], "s--", color="C1", label=val_label)
+    ax.set_xticks(range(epochs + 1))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
