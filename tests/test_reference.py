@@ -7,12 +7,12 @@ files carry), so the loader is tested on files it did not write.
 
 import numpy as np
 import pytest
+import torch
 
 import tinyprompt
 from tinyprompt.generate import generate
 from tinyprompt.gradcheck import cmp, rel_error
 
-torch = pytest.importorskip("torch")  # the reference extra; `make test-reference` installs it
 pytestmark = pytest.mark.reference
 
 from reference import hf_logits, hf_model, peft_loss_and_grad, ragged_batch

@@ -3,11 +3,11 @@
 
 import numpy as np
 import pytest
+import torch
 
 from tinyprompt.gradcheck import rel_error
 from tinyprompt.optim import SGD, Adafactor, AdamW, clip_grad_norm, lr_at
 
-torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.reference
 
 import transformers.optimization as hf

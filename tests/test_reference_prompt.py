@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import tinyprompt
 from tinyprompt.gradcheck import rel_error
 from tinyprompt.prompt import init_prompt, load_prompt, save_prompt
 from tinyprompt.tokenizer import load_tokenizer
 
-torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.reference
 
 from peft import PeftModel, PromptTuningConfig, get_peft_model

@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import tinyprompt
 from tinyprompt.generate import generate
@@ -22,7 +23,6 @@ from tinyprompt.gradcheck import rel_error
 from tinyprompt.prompt import load_prompt, save_prompt
 from tinyprompt.weights import GPT2Config, random_params, save_checkpoint
 
-torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.reference
 
 from peft import PeftModel
