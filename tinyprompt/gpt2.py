@@ -38,27 +38,33 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, L, H * D)  # [B, H, L, D] -> [B, L, C]
 
 
-def attn_forward(x, c_attn, c_proj, n_head, past=None):
-    """x [B, L, C] -> [B, L, C]. `past` = (k, v) [B, H, Lpast, D] of earlier positions (KV cache)."""
+def attn_forward(x, c_attn, c_proj, n_head, past=None, start=0):
+    """x [B, L, C] -> [B, L - start, C]: the output of positions start.. only (every position still gives its
+    key and value). `past` = (k, v) [B, H, Lpast, D] of earlier positions (KV cache)."""
     qkv = F.linear_forward(x, **c_attn)  # [B, L, C] -> [B, L, 3C]
     q, k, v = (split_heads(t, n_head) for t in np.split(qkv, 3, axis=-1))  # 3 x [B, H, L, D]
     if past is not None:
         k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)
-    y, cache = F.attention_forward(q, k, v)  # [B, H, L, D]; cache = (q, k, v, att)
-    return F.linear_forward(merge_heads(y), **c_proj), cache  # [B, L, C] -> [B, L, C]
+    y, cache = F.attention_forward(q[:, :, start:], k, v)  # [B, H, L - start, D]; cache = (q, k, v, att)
+    return F.linear_forward(merge_heads(y), **c_proj), cache  # [B, L - start, C] -> [B, L - start, C]
 
 
-def attn_backward(dout, cache, c_attn, c_proj, n_head, dpresent=None):
+def attn_backward(dout, cache, c_attn, c_proj, n_head, L, dpresent=None, need_dx=True):
     """-> (dx [B, L, C], dpast): dpast = the gradient of the `past` keys and values (zero-length without a
     past). `dpresent` = the gradient that later queries (a pass that used this one as its past) sent to
-    this pass's own keys and values: it adds to theirs."""
-    dy = split_heads(F.linear_backward(dout, c_proj["weight"]), n_head)  # [B, L, C] -> [B, H, L, D]
-    dq, dk, dv = F.attention_backward(dy, cache)  # dq [B, H, L, D]; dk, dv [B, H, Lpast + L, D]
-    n_past = dk.shape[2] - dq.shape[2]
+    this pass's own keys and values: it adds to theirs. dout covers the last dout.shape[1] of the L
+    positions (attn_forward's `start`). need_dx=False: dpast alone (dx is None)."""
+    dy = split_heads(F.linear_backward(dout, c_proj["weight"]), n_head)  # [B, Lq, C] -> [B, H, Lq, D]
+    dq, dk, dv = F.attention_backward(dy, cache)  # dq [B, H, Lq, D]; dk, dv [B, H, Lpast + L, D]
+    n_past = dk.shape[2] - L
     dpast, dk, dv = (dk[:, :, :n_past], dv[:, :, :n_past]), dk[:, :, n_past:], dv[:, :, n_past:]
+    if not need_dx:
+        return None, dpast
     if dpresent is not None:
         dk, dv = dk + dpresent[0], dv + dpresent[1]
-    dqkv = np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)  # [B, L, 3C]
+    dq = merge_heads(dq)  # [B, Lq, C]; the positions before start asked no query: their d q is 0
+    dq = np.concatenate([np.zeros((dq.shape[0], L - dq.shape[1], dq.shape[2]), dq.dtype), dq], axis=1)
+    dqkv = np.concatenate([dq, merge_heads(dk), merge_heads(dv)], axis=-1)  # [B, L, 3C]
     return F.linear_backward(dqkv, c_attn["weight"]), dpast  # [B, L, 3C] -> [B, L, C]
 
 
@@ -78,23 +84,29 @@ def mlp_backward(dout, gelu_cache, c_fc, c_proj):
 # --- transformer block: pre-norm, two residual branches ----------------------------------------
 
 
-def block_forward(x, ln_1, attn, ln_2, mlp, n_head, eps, past=None):
+def block_forward(x, ln_1, attn, ln_2, mlp, n_head, eps, past=None, start=0):
+    """x [B, L, C] -> [B, L - start, C]: with start > 0, only the last positions go on (all give k, v)."""
     h, ln_1_cache = F.layer_norm_forward(x, **ln_1, eps=eps)
-    a, attn_cache = attn_forward(h, **attn, n_head=n_head, past=past)
-    x = x + a  # residual 1
+    a, attn_cache = attn_forward(h, **attn, n_head=n_head, past=past, start=start)
+    x = x[:, start:] + a  # residual 1
     h, ln_2_cache = F.layer_norm_forward(x, **ln_2, eps=eps)
     m, mlp_cache = mlp_forward(h, **mlp)
     return x + m, (ln_1_cache, attn_cache, ln_2_cache, mlp_cache)  # residual 2
 
 
-def block_backward(dx, cache, ln_1, attn, ln_2, mlp, n_head, dpresent=None):
-    """-> (dx, dpast); see attn_backward for `dpresent` and `dpast`."""
+def block_backward(dx, cache, ln_1, attn, ln_2, mlp, n_head, dpresent=None, need_dx=True):
+    """-> (dx, dpast); see attn_backward for `dpresent`, `dpast` and `need_dx`."""
     ln_1_cache, attn_cache, ln_2_cache, mlp_cache = cache
     # forward: x = x + mlp(ln_2(x)): the gradient goes straight through and through the branch
     dx = dx + F.layer_norm_backward(mlp_backward(dx, mlp_cache, **mlp), ln_2_cache)
-    # forward: x = x + attn(ln_1(x))
-    da, dpast = attn_backward(dx, attn_cache, **attn, n_head=n_head, dpresent=dpresent)
-    return dx + F.layer_norm_backward(da, ln_1_cache), dpast
+    # forward: x = x[:, start:] + attn(ln_1(x))
+    L = ln_1_cache[0].shape[1]
+    da, dpast = attn_backward(dx, attn_cache, **attn, n_head=n_head, L=L, dpresent=dpresent, need_dx=need_dx)
+    if not need_dx:
+        return None, dpast
+    dx_in = F.layer_norm_backward(da, ln_1_cache)  # [B, L, C]
+    dx_in[:, L - dx.shape[1]:] += dx
+    return dx_in, dpast
 
 
 def present(caches):
@@ -152,20 +164,21 @@ class GPT2:
             raise TinyPromptError(f"prompt must be {wanted} for this model, got {list(prompt.shape)}")
         return prompt
 
-    def forward(self, x, past=None):
+    def forward(self, x, past=None, start=0):
         """Embedded input [B, L, C] -> hidden states [B, L, C] before ln_f, plus each block's cache.
-        With `past` (a list of per-block (k, v)), x holds only the new positions."""
-        caches = []
+        With `past` (a list of per-block (k, v)), x holds only the new positions. With `start`, the last
+        block gives only the positions start.. ([B, L - start, C]): the others feed nothing after it."""
+        caches, last = [], len(self.params["h"]) - 1
         for i, block in enumerate(self.params["h"]):
             x, cache = block_forward(x, **block, n_head=self.config.n_head, eps=self.config.layer_norm_epsilon,
-                                     past=None if past is None else past[i])
+                                     past=None if past is None else past[i], start=start if i == last else 0)
             caches.append(cache)
         return x, caches
 
     def head(self, x):
         """[..., C] -> [..., V]: the final layer norm, then the output head tied to wte (no copy)."""
         h, _ = F.layer_norm_forward(x, **self.params["ln_f"], eps=self.config.layer_norm_epsilon)
-        return h @ self.wte.T
+        return (h.reshape(-1, h.shape[-1]) @ self.wte.T).reshape(*h.shape[:-1], -1)  # one 2-D matmul, not B
 
     def logits(self, input_ids, prompt=None):
         """ids [B, T] (+ prompt [P, C], or [B, P, C] for a prompt per row) -> logits [B, P+T, V], equal to
@@ -188,7 +201,7 @@ class GPT2:
     def loss_and_grad(self, prompt, input_ids, labels, need_grad=True):
         """Mean cross-entropy over the counted target tokens, and its gradient d loss / d prompt [P, C].
 
-        Two savings, both exact:
+        Savings, all exact:
         1. The prompt runs once, not once per row. Under the causal mask the P virtual tokens never see the
            text, so their hidden states are the same in every row: we run them alone as a [1, P, C] batch and
            hand their keys and values to the text as a KV cache (as in generation). The backward sends each
@@ -196,21 +209,30 @@ class GPT2:
         2. Only the M positions that carry a target go through ln_f and the [C, V] head, the biggest matmul
            of GPT-2: a position without a target adds nothing to the loss, so its logits are never needed
            and its head gradient is exactly zero. With 8 targets in 84 positions that is ~10x less head work.
-        `logits()` does neither and concatenates the prompt in front; the tests check the two agree."""
+        3. Positions after the last target are dropped: under the causal mask they feed no target. In the last
+           block, only the positions from the first target on go through the attention output and the MLP
+           (the earlier ones still give their keys and values): nothing after that block reads the others.
+        4. In block 0 the text's input is wte + wpe, frozen: its gradient is never needed, only the prompt
+           keys' and values' (so no c_attn backward for the text there).
+        `logits()` does none of this and concatenates the prompt in front; the tests check the two agree."""
         prompt = self.check_prompt(prompt).astype(self.dtype, copy=False)
         input_ids, labels = np.asarray(input_ids), np.asarray(labels)
         if labels.shape != input_ids.shape:
             raise TinyPromptError(f"labels {labels.shape} must have the shape of input_ids {input_ids.shape}")
         B, P = input_ids.shape[0], prompt.shape[0]
         b, p, target = self.targets(labels, P)
+        text = p[p >= P] - P  # the targets in the text (p = P - 1, the last virtual token, can be one too)
+        T, start = (int(text.max()) + 1, int(text.min())) if len(text) else (1, 0)
+        input_ids = input_ids[:, :T]  # saving 3: nothing after the last target
 
         xp, prompt_caches, past = prompt[None], [], None  # P = 0 (no soft prompt): nothing to run
         if P:
             xp, prompt_caches = self.forward(self.embed(np.zeros((1, 0), np.int64), prompt))  # [1, P, C], once
             past = [(np.broadcast_to(k, (B, *k.shape[1:])), np.broadcast_to(v, (B, *v.shape[1:])))
                     for k, v in present(prompt_caches)]  # the same prompt keys/values for every row
-        xt, text_caches = self.forward(self.embed(input_ids, start=P), past)  # [B, T, C] after the prompt
-        x = np.concatenate([np.broadcast_to(xp, (B, P, xp.shape[2])), xt], axis=1)  # [B, L, C]
+        xt, text_caches = self.forward(self.embed(input_ids, start=P), past, start)  # [B, T - start, C]
+        x = np.concatenate([np.broadcast_to(xp, (B, P, xp.shape[2])), xt], axis=1)  # [B, P + T - start, C]
+        p = np.where(p < P, p, p - start)  # the targets' rows in x
         h, ln_f_cache = F.layer_norm_forward(x[b, p], **self.params["ln_f"], eps=self.config.layer_norm_epsilon)
         logits = h @ self.wte.T  # [M, C] -> [M, V], only where a target is
         loss, ce_cache = F.cross_entropy_forward(logits, target)
@@ -223,8 +245,9 @@ class GPT2:
         dx = np.zeros_like(x)  # positions without a target get no gradient from the head
         dx[b, p] = F.layer_norm_backward(dh, ln_f_cache)  # (b, p) pairs are distinct: plain assignment
         dxt, dpresent = dx[:, P:], []
-        for block, cache in zip(reversed(self.params["h"]), reversed(text_caches)):
-            dxt, dpast = block_backward(dxt, cache, **block, n_head=self.config.n_head)
+        for i in reversed(range(len(text_caches))):  # block 0 sends nothing to the text's input: saving 4
+            block, cache = self.params["h"][i], text_caches[i]
+            dxt, dpast = block_backward(dxt, cache, **block, n_head=self.config.n_head, need_dx=i > 0)
             dpresent.append((dpast[0].sum(axis=0, keepdims=True), dpast[1].sum(axis=0, keepdims=True)))
         dxp = dx[:, :P].sum(axis=0, keepdims=True)  # the prompt pass is shared: its gradients add up
         for block, cache, dkv in zip(reversed(self.params["h"]), reversed(prompt_caches), dpresent):
