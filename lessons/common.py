@@ -40,7 +40,7 @@ def parse_args(doc):
 
 def load(args):
     """(model, tokenizer) for --model, falling back to tiny-random with a banner when it cannot be had."""
-    model = tinyprompt.load_model_or_tiny_random(args.model)
+    model = tinyprompt.load_model_or_fallback(args.model)
     tok = tinyprompt.load_tokenizer(model.name_or_path)
     c = model.config
     print(f"model: {model.name_or_path} ({c.n_layer} layers, {c.n_head} heads, C={c.n_embd}, "

@@ -7,7 +7,7 @@ backward pass to the prompt only.
 """
 
 from .errors import TinyPromptError
-from .gpt2 import GPT2, load_model, load_model_or_tiny_random
+from .gpt2 import GPT2, load_model, load_model_or_fallback
 from .tokenizer import load_tokenizer
 
-__all__ = ["GPT2", "TinyPromptError", "load_model", "load_model_or_tiny_random", "load_tokenizer"]
+__all__ = ["GPT2", "TinyPromptError", "load_model", "load_model_or_fallback", "load_tokenizer"]

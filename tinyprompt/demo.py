@@ -17,7 +17,7 @@ from .data import load_data, parse_label_words
 from .errors import TinyPromptError
 from .evaluate import evaluate, format_results, with_prefix
 from .generate import generate
-from .gpt2 import load_model_or_tiny_random
+from .gpt2 import load_model_or_fallback
 from .tokenizer import load_tokenizer
 from .train import TrainConfig, train
 
@@ -44,7 +44,7 @@ def main(argv=None):
     parser.add_argument("--out", default="runs/demo", help="run directory, replaced each time")
     args = parser.parse_args(argv)
     try:
-        model = load_model_or_tiny_random(args.model)
+        model = load_model_or_fallback(args.model)
         tok = load_tokenizer(model.name_or_path)
         random = Path(model.name_or_path).name == "tiny-random"
         rows = args.rows or (200 if random else 1000)

@@ -267,13 +267,12 @@ def load_model(name_or_path="gpt2", dtype=np.float32):
     return model if model.dtype == dtype else model.astype(dtype)
 
 
-def load_model_or_tiny_random(name_or_path="gpt2"):
-    """`load_model`, or -- when that checkpoint cannot be had (no network) -- tiny-random, with a banner.
-    For demos and lessons only: the CLI's tune/eval refuse to fall back silently."""
+def load_model_or_fallback(name_or_path="gpt2"):
+    """`load_model`, or -- when that checkpoint cannot be had (no network) -- tiny-pretrained, saying so in one
+    line. For demos and lessons only: the CLI's tune/eval refuse to fall back silently."""
     try:
         return load_model(name_or_path)
     except TinyPromptError as e:
-        bar = "=" * 100
-        print(f"{bar}\n{e}\nFALLING BACK TO tiny-random: its weights are RANDOM, so every output below is "
-              f"meaningless text from an untrained model.\n{bar}", flush=True)
-        return load_model("tiny-random")
+        print(f"{e}\nfalling back to tiny-pretrained (a 4-layer GPT-2 pretrained offline by this project)",
+              flush=True)
+        return load_model("tiny-pretrained")

@@ -5,6 +5,7 @@
 
     find_weights("path/to/folder")        # a local checkpoint folder, used as is
     find_weights("tiny-random")           # weights/tiny-random/: RANDOM weights, written once, offline
+    find_weights("tiny-pretrained")       # tinyprompt/assets/tiny-pretrained/: a small GPT-2 pretrained here
     find_weights("openai-community/gpt2") # weights/openai-community--gpt2/: downloaded once
 
 The weights folder is $TINYPROMPT_WEIGHTS, else weights/ in the repo. A download never leaves half a
@@ -22,6 +23,9 @@ from tinyprompt.weights import GPT2Config, random_params, save_checkpoint
 
 TINY_RANDOM = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=64, n_layer=2, n_head=4)
 HUB_FILES = ("config.json", "model.safetensors", "tokenizer.json")  # tokenizer.json is optional
+# A 4-layer GPT-2 with the real tokenizer, pretrained by tools/pretrain_tiny.py and shipped in the package:
+# the offline model on which prompt tuning has abilities to trigger (tiny-random has none).
+TINY_PRETRAINED = Path(__file__).resolve().parent / "assets" / "tiny-pretrained"
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # "gpt2", "openai-community/gpt2"
 
 
@@ -46,6 +50,8 @@ def _check_folder(directory: Path) -> Path:
 def find_weights(name_or_path) -> Path:
     """The checkpoint folder for a local path, "tiny-random", or a hub name (downloaded once)."""
     name = str(name_or_path)
+    if name == "tiny-pretrained":
+        return _check_folder(TINY_PRETRAINED)
     if Path(name).expanduser().is_dir():
         return _check_folder(Path(name).expanduser())
     if name != "tiny-random" and not HUB_NAME.fullmatch(name):
