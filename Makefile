@@ -4,7 +4,7 @@ STAMP := .venv/.installed-core
 REF_STAMP := .venv/.installed-reference
 MODEL ?= gpt2
 
-.PHONY: demo test test-reference lint bench clean
+.PHONY: demo test test-reference test-reference-latest lint bench clean
 
 $(PY):
 	python3 -m venv .venv
@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# torch is pinned to 2.13.0 in pyproject.toml: a looser pin pulls a multi-GB CUDA build.
+# The reference extra pins torch, transformers and peft exactly (pyproject.toml): a looser torch pulls a
+# multi-GB CUDA build, and transformers/peft move their internals between releases.
 $(REF_STAMP): pyproject.toml $(STAMP)
 	$(PY) -m pip install -q -e '.[test,reference]'
 	touch $@
@@ -28,6 +29,19 @@ test: $(STAMP)
 test-reference: $(REF_STAMP)
 	$(PY) -m pytest -q -m reference
 
+# Not in CI: the reference suite against the NEWEST transformers and peft (torch stays 2.13.0, CPU), in a
+# venv of its own, to learn early when the world moves. Prints the versions and the tests that break.
+LATEST := .venv-latest/bin/python
+test-reference-latest:
+	test -x $(LATEST) || python3 -m venv .venv-latest
+	$(LATEST) -m pip install -q --upgrade pip
+	$(LATEST) -m pip install -q -e '.[test]' torch==2.13.0
+	$(LATEST) -m pip install -q --upgrade transformers peft
+	$(LATEST) -c "import transformers, peft, torch; print('newest: transformers', transformers.__version__, \
+		'peft', peft.__version__, 'torch', torch.__version__)"
+	$(LATEST) -m pytest -q -m reference -rf -p no:cacheprovider || \
+		{ echo "the tests above break with the newest transformers/peft (pinned: see pyproject.toml)"; exit 1; }
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
@@ -35,4 +49,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench.py
 
 clean:
-	rm -rf .venv weights/*/ lessons/out runs
+	rm -rf .venv .venv-latest weights/*/ lessons/out runs

@@ -27,6 +27,16 @@ def hf_logits(model, input_ids, prompt=None):
         return model(inputs_embeds=x).logits.numpy()
 
 
+def greedy_reference(model, input_ids, prompt, max_new_tokens):
+    """Greedy decoding the plainest way: a full forward on cat(prompt, wte[ids]) per new token, no cache,
+    argmax of the last logits. What "the same generation" means; unlike `generate`, nothing in it moves
+    between transformers releases."""
+    ids = list(input_ids)
+    for _ in range(max_new_tokens):
+        ids.append(int(hf_logits(model, np.array([ids]), prompt)[0, -1].argmax()))
+    return ids[len(input_ids):]
+
+
 def peft_model(model, prompt):
     """PEFT prompt tuning around `model`, its prompt_embeddings set to `prompt` [P, C]."""
     P, C = prompt.shape

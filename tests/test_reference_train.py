@@ -5,7 +5,10 @@ a JSONL file, and a starting prompt to an adapter. `tinyprompt tune --init-from 
 fresh process; then the same training is done the way a PEFT user would: transformers' tokenizer, the rows
 batched in file order with right padding and an attention mask, PEFT's prompt tuning model, and
 torch.optim.AdamW on prompt_encoder["default"].embedding.weight. Every step's loss and the final prompt must
-agree; the saved adapter must load in PEFT with the same logits and the same greedy generation.
+agree; the saved adapter must load in PEFT with the same logits (a forward: stable across versions), and
+tinyprompt's greedy generation with it must equal a plain transformers loop (full forward on the prompt-prefixed
+embeddings, no cache, argmax) token for token. PEFT's own `generate` is not the reference: its cache handling
+for prompt tuning changes between releases (with transformers 5.25 / peft 0.21.2 it runs past `wpe`).
 """
 
 import json
@@ -26,7 +29,7 @@ from tinyprompt.weights import GPT2Config, random_params, save_checkpoint
 pytestmark = pytest.mark.reference
 
 from peft import PeftModel
-from reference import hf_model, peft_model
+from reference import greedy_reference, hf_model, peft_model
 from transformers import PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
 RTOL = 1e-4  # float32 forward and backward in both, then several optimizer steps
@@ -124,6 +127,7 @@ def test_tune_matches_peft_step_by_step(setup, name):
 
 
 def test_the_tuned_adapter_loads_in_peft_with_the_same_logits_and_generation(setup):
+    """Logits against PEFT's forward; generation against the plain transformers loop."""
     ckpt = setup[1]
     out, _ = tune(setup, "adamw", out="for-peft")
     ours = tinyprompt.load_model(ckpt)
@@ -134,8 +138,7 @@ def test_the_tuned_adapter_loads_in_peft_with_the_same_logits_and_generation(set
     ids = tok.encode(TEMPLATE.format(input="What is two plus two?"))
     with torch.no_grad():
         their_logits = peft(input_ids=torch.tensor([ids])).logits.numpy()  # [1, P+T, V]
-        their_new = peft.generate(input_ids=torch.tensor([ids]), max_new_tokens=12, do_sample=False,
-                                  pad_token_id=tok.eos_id)[0, len(ids):].tolist()
     assert rel_error(ours.logits(np.array([ids]), prompt), their_logits) <= RTOL
-    our_new = generate(ours, ids, prompt, max_new_tokens=12, eos_id=tok.eos_id)
-    assert our_new == their_new and len(our_new) > 0
+    their_new = greedy_reference(hf_model(ckpt), ids, prompt, max_new_tokens=24)  # past wpe's old break at ~15
+    our_new = generate(ours, ids, prompt, max_new_tokens=24, eos_id=-1)
+    assert our_new == their_new and len(our_new) == 24
