@@ -4,7 +4,7 @@ STAMP := .venv/.installed-core
 REF_STAMP := .venv/.installed-reference
 MODEL ?= gpt2
 
-.PHONY: demo test test-reference test-reference-latest lint bench clean
+.PHONY: demo test test-reference test-reference-latest lint bench quality pretrain clean
 
 $(PY):
 	python3 -m venv .venv
@@ -47,6 +47,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py
+
+# Task quality of prompt tuning on tiny-pretrained, against zero-shot, hard prompts and PEFT (needs torch).
+quality: $(REF_STAMP)
+	$(PY) benchmarks/quality.py
+
+# Rebuild tinyprompt/assets/tiny-pretrained from scratch (torch; ~25 minutes on 2 cores).
+pretrain: $(REF_STAMP)
+	$(PY) pretrain/pretrain.py
 
 clean:
 	rm -rf .venv .venv-latest weights/*/ lessons/out runs

@@ -17,6 +17,7 @@ never uses down to a low probability, as a full softmax always would. Weights ar
 """
 
 import argparse
+import hashlib
 import json
 import math
 import shutil
@@ -30,8 +31,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from pretrain.corpus import build_corpus  # noqa: E402
-from tinyprompt.tokenizer import bundled_tokenizer  # noqa: E402
+from pretrain.corpus import build_corpus
+from tinyprompt.tokenizer import bundled_tokenizer
 
 SHORTLIST_FRACTION = 0.85
 ASSETS = ROOT / "tinyprompt" / "assets"
@@ -107,7 +108,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     t0 = time.time()
     tok = bundled_tokenizer()
-    stream = token_stream(build_corpus(seed=args.seed), tok)
+    docs = build_corpus(seed=args.seed)
+    stream = token_stream(docs, tok)
     n_rows = (len(stream) - 1) // args.ctx
     rows = torch.from_numpy(np.lib.stride_tricks.sliding_window_view(stream, args.ctx + 1)[::args.ctx][:n_rows].copy())
     shortlist = Shortlist(stream)
@@ -140,8 +142,9 @@ def main(argv=None):
         if (step + 1) % 100 == 0 or step == args.steps - 1:
             print(f"step {step + 1}/{args.steps}  loss {np.mean(losses[-100:]):.3f}  "
                   f"{'shortlist' if vocab else 'full vocabulary'}  {time.time() - t0:.0f} s", flush=True)
-    info = {"seed": args.seed, "steps": args.steps, "batch": args.batch, "ctx": args.ctx, "lr": args.lr,
-            "corpus_tokens": int(len(stream)), "distinct_tokens": int(len(shortlist.ids)),
+    info = {"corpus_sha256": hashlib.sha256(json.dumps(docs).encode()).hexdigest(), "seed": args.seed,
+            "steps": args.steps, "batch": args.batch, "ctx": args.ctx, "lr": args.lr,
+            "corpus_tokens": len(stream), "distinct_tokens": len(shortlist.ids),
             "final_loss_full_vocabulary": float(np.mean(losses[-100:])), "seconds": round(time.time() - t0),
             "threads": args.threads, "torch": torch.__version__}
     write_folder(model.eval(), args.out, info)

@@ -1,0 +1,63 @@
+"""The pretraining corpus of tiny-pretrained (pretrain/corpus.py): deterministic, all skills present, and the
+templates that prompt tuning must find held out. Pure Python: no torch needed."""
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("corpus", ROOT / "pretrain" / "corpus.py")
+corpus = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(corpus)
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return corpus.build_corpus(seed=0)
+
+
+def digest(docs):
+    return hashlib.sha256(json.dumps(docs).encode()).hexdigest()
+
+
+def test_the_corpus_is_a_function_of_its_seed(docs):
+    assert digest(corpus.build_corpus(seed=0)) == digest(docs)
+    assert digest(corpus.build_corpus(seed=1)) != digest(docs)
+
+
+def test_the_committed_model_was_trained_on_this_corpus(docs):
+    info = json.loads((ROOT / "tinyprompt" / "assets" / "tiny-pretrained" / "training.json").read_text())
+    assert info["corpus_sha256"] == digest(docs), "pretrain/corpus.py changed since tiny-pretrained was trained"
+
+
+def test_every_skill_is_there_in_several_forms(docs):
+    text = "\n".join(docs)
+    for positive, negative in corpus.FORMS:  # every sentiment form, both ways
+        for form in (positive, negative):
+            ending = form.split("{s}")[-1].split("{")[0].strip()
+            assert ending in text, ending
+    assert "3 plus 4 is 7." in text and "3+4=7" in text and "The sum of 3 and 4 is 7." in text
+    assert "The opposite of hot is cold." in text or "Not hot but cold." in text
+    assert any(d.startswith("I want you to act as") for d in docs)  # plain text
+
+
+def test_the_held_out_templates_and_dev_sentences_are_not_in_it(docs):
+    text = "\n".join(docs)
+    assert "Sentiment:" not in text and " <->" not in text
+    assert not any(" + " in d and " =" in d for d in docs)
+    dev = [r["text"].strip() for r in corpus.read_tsv(ROOT / "data" / "sst2" / "dev.tsv")]
+    assert not set(dev) & {d.strip() for d in docs}
+
+
+@pytest.mark.parametrize("planted", ["it was fine Sentiment: positive", "2 + 3 = 5", "hot <-> cold"])
+def test_check_held_out_catches_a_planted_template(planted):
+    with pytest.raises(ValueError, match="held-out template"):
+        corpus.check_held_out(["a harmless document", planted], dev_sentences=[])
+
+
+def test_check_held_out_catches_a_dev_sentence():
+    with pytest.raises(ValueError, match="dev sentence"):
+        corpus.check_held_out(["unflinchingly bleak and desperate "], ["unflinchingly bleak and desperate "])
