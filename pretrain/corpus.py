@@ -1,6 +1,6 @@
 """The pretraining corpus of tiny-pretrained: documents built, deterministically, from data in the repo.
 
-    docs = build_corpus(seed=0)           # list[str], the same list for the same seed, on any machine
+    docs = build_corpus(seed=0)           # [(context, answer)], the same list for the same seed, on any machine
 
 A frozen model can only be prompted into a skill it has. This corpus teaches four, each in SEVERAL surface
 forms, so that a soft prompt has something to find -- and never in the form the prompt will be tuned for:
@@ -25,22 +25,25 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
-# (positive, negative) endings after a review; "{s}" is the sentence, which ends with a space in GLUE.
+# Every document is a (context, answer) pair: the answer is the part that shows the skill (a verdict, a sum, an
+# antonym); pretrain.py counts every answer token in the loss and a sample of the other tokens.
+# (positive, negative) forms of a review; "{s}" is the sentence, which ends with a space in GLUE.
 FORMS = [
-    ("{s}I loved it.", "{s}I hated it."),
-    ("{s}Verdict: good.", "{s}Verdict: bad."),
-    ("{s}Rating: {hi} of 5.", "{s}Rating: {lo} of 5."),
-    ("Review: {s}\nThe critic liked it.", "Review: {s}\nThe critic disliked it."),
-    ("Q: Did the reviewer like the movie? \"{s}\" A: yes", "Q: Did the reviewer like the movie? \"{s}\" A: no"),
-    ("{s}All in all, a positive review.", "{s}All in all, a negative review."),
-    ("{s}Thumbs up!", "{s}Thumbs down!"),
-    ("{s}My mood after the film: happy.", "{s}My mood after the film: sad."),
+    (("{s}I", " loved it."), ("{s}I", " hated it.")),
+    (("{s}Verdict:", " good."), ("{s}Verdict:", " bad.")),
+    (("{s}Rating:", " {hi} of 5."), ("{s}Rating:", " {lo} of 5.")),
+    (("Review: {s}\nThe critic", " liked it."), ("Review: {s}\nThe critic", " disliked it.")),
+    (("Q: Did the reviewer like the movie? \"{s}\" A:", " yes"), ("Q: Did the reviewer like the movie? \"{s}\" A:", " no")),
+    (("{s}All in all, a", " positive review."), ("{s}All in all, a", " negative review.")),
+    (("{s}Thumbs", " up!"), ("{s}Thumbs", " down!")),
+    (("{s}My mood after the film:", " happy."), ("{s}My mood after the film:", " sad.")),
 ]
-SUMS = ["{a} plus {b} is {c}.", "{a}+{b}={c}", "The sum of {a} and {b} is {c}.", "Add {a} and {b} to get {c}.",
-        "{a} and {b} make {c}.", "If you have {a} apples and get {b} more, you have {c} apples."]
-DIFFERENCES = ["{c} minus {b} is {a}.", "{c}-{b}={a}", "Take {b} from {c} and {a} are left."]
-ANTONYMS = ["The opposite of {x} is {y}.", "{x} is the opposite of {y}.", "Antonym of {x}: {y}",
-            "Not {x} but {y}.", "{x} and {y} are opposites."]
+SUMS = [("{a} plus {b} is", " {c}."), ("{a}+{b}=", "{c}"), ("The sum of {a} and {b} is", " {c}."),
+        ("Add {a} and {b} to get", " {c}."), ("{a} and {b} make", " {c}."),
+        ("If you have {a} apples and get {b} more, you have", " {c} apples.")]
+DIFFERENCES = [("{c} minus {b} is", " {a}."), ("{c}-{b}=", "{a}"), ("Take {b} from {c} and", " {a} are left.")]
+ANTONYMS = [("The opposite of {x} is", " {y}."), ("Antonym of {x}:", " {y}"), ("Not {x} but", " {y}."),
+            ("Opposites: {x} and", " {y}."), ("{x} is the opposite of", " {y}.")]
 HELD_OUT = {  # pattern -> the template it keeps out of the corpus
     r"Sentiment:": "{input}Sentiment:",
     r"\d+ \+ \d+ =": "{a} + {b} =",
@@ -53,17 +56,21 @@ def read_tsv(path):
         return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
+def fill(form, **values):
+    return tuple(part.format(**values) for part in form)
+
+
 def sentiment_docs(sentences, rng, passes):
-    """Each sentence `passes` times, each time in a random form (or plain, 1 in 8)."""
+    """Each sentence `passes` times, each time in a random form (or plain text, 1 in 10)."""
     docs = []
     for _ in range(passes):
         for row in sentences:
             s, positive = row["sentence"], row["label"] == "1"
-            if rng.random() < 1 / 8:
-                docs.append(s.strip())
+            if rng.random() < 1 / 10:
+                docs.append((s.strip(), ""))
                 continue
             form = rng.choice(FORMS)[0 if positive else 1]
-            docs.append(form.format(s=s, hi=rng.choice("45"), lo=rng.choice("12")))
+            docs.append(fill(form, s=s, hi=rng.choice("45"), lo=rng.choice("12")))
     return docs
 
 
@@ -72,8 +79,8 @@ def arithmetic_docs(rng, repeats, top=15):
     for _ in range(repeats):
         for a in range(top):
             for b in range(top):
-                docs.append(rng.choice(SUMS).format(a=a, b=b, c=a + b))
-                docs.append(rng.choice(DIFFERENCES).format(a=a, b=b, c=a + b))
+                docs.append(fill(rng.choice(SUMS), a=a, b=b, c=a + b))
+                docs.append(fill(rng.choice(DIFFERENCES), a=a, b=b, c=a + b))
     return docs
 
 
@@ -82,12 +89,12 @@ def antonym_docs(pairs, rng, repeats):
     for _ in range(repeats):
         for row in pairs:
             for x, y in ((row["word"], row["antonym"]), (row["antonym"], row["word"])):
-                docs.append(rng.choice(ANTONYMS).format(x=x, y=y))
+                docs.append(fill(rng.choice(ANTONYMS), x=x, y=y))
     return docs
 
 
 def check_held_out(docs, dev_sentences):
-    """Raise if any document contains a held-out template or an SST-2 dev sentence."""
+    """Raise if any document (a string) contains a held-out template or an SST-2 dev sentence."""
     for pattern, template in HELD_OUT.items():
         hit = next((d for d in docs if re.search(pattern, d)), None)
         if hit is not None:
@@ -98,8 +105,8 @@ def check_held_out(docs, dev_sentences):
         raise ValueError(f"SST-2 dev sentence in the corpus: {hit[:80]!r}")
 
 
-def build_corpus(seed=0, sentiment_passes=3, arithmetic_repeats=40, antonym_repeats=60, plain_repeats=4):
-    """The corpus as a list of documents, shuffled; a function of its arguments alone."""
+def build_corpus(seed=0, sentiment_passes=8, arithmetic_repeats=40, antonym_repeats=60, plain_repeats=4):
+    """The corpus as a list of (context, answer) documents, shuffled; a function of its arguments alone."""
     rng = random.Random(seed)
     sentences = [{"sentence": r["text"], "label": r["label"]} for r in read_tsv(DATA / "sst2" / "train-full.tsv")]
     dev = [r["text"] for r in read_tsv(DATA / "sst2" / "dev.tsv")]
@@ -110,7 +117,7 @@ def build_corpus(seed=0, sentiment_passes=3, arithmetic_repeats=40, antonym_repe
     docs = (sentiment_docs(sentences, rng, sentiment_passes)
             + arithmetic_docs(rng, arithmetic_repeats)
             + antonym_docs(read_tsv(DATA / "antonyms.tsv"), rng, antonym_repeats)
-            + prompts * plain_repeats)
+            + [(p, "") for p in prompts] * plain_repeats)
     rng.shuffle(docs)
-    check_held_out(docs, dev)
+    check_held_out([context + answer for context, answer in docs], dev)
     return docs

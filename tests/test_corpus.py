@@ -34,22 +34,28 @@ def test_the_committed_model_was_trained_on_this_corpus(docs):
 
 
 def test_every_skill_is_there_in_several_forms(docs):
-    text = "\n".join(docs)
+    answers = {answer for _, answer in docs}
     for positive, negative in corpus.FORMS:  # every sentiment form, both ways
-        for form in (positive, negative):
-            ending = form.split("{s}")[-1].split("{")[0].strip()
-            assert ending in text, ending
+        for _, answer in (positive, negative):
+            assert answer.format(hi=5, lo=1) in answers or answer.format(hi=4, lo=2) in answers, answer
+    text = "\n".join(c + a for c, a in docs)
     assert "3 plus 4 is 7." in text and "3+4=7" in text and "The sum of 3 and 4 is 7." in text
-    assert "The opposite of hot is cold." in text or "Not hot but cold." in text
-    assert any(d.startswith("I want you to act as") for d in docs)  # plain text
+    assert "The opposite of hot is cold." in text and "Antonym of cold: hot" in text
+    assert any(c.startswith("I want you to act as") and a == "" for c, a in docs)  # plain text
+
+
+def test_answers_are_what_the_skill_produces(docs):
+    """pretrain.py counts every answer token: an answer must be the verdict / sum / antonym, not the cue."""
+    assert ("3 plus 4 is", " 7.") in docs and ("The opposite of hot is", " cold.") in docs
+    sentiment = [a for c, a in docs if c.endswith("Verdict:")]
+    assert set(sentiment) == {" good.", " bad."}
 
 
 def test_the_held_out_templates_and_dev_sentences_are_not_in_it(docs):
-    text = "\n".join(docs)
-    assert "Sentiment:" not in text and " <->" not in text
-    assert not any(" + " in d and " =" in d for d in docs)
+    texts = [c + a for c, a in docs]
+    assert not any("Sentiment:" in t or " <->" in t or (" + " in t and " =" in t) for t in texts)
     dev = [r["text"].strip() for r in corpus.read_tsv(ROOT / "data" / "sst2" / "dev.tsv")]
-    assert not set(dev) & {d.strip() for d in docs}
+    assert not set(dev) & {t.strip() for t in texts}
 
 
 @pytest.mark.parametrize("planted", ["it was fine Sentiment: positive", "2 + 3 = 5", "hot <-> cold"])

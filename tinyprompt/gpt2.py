@@ -273,6 +273,5 @@ def load_model_or_fallback(name_or_path="gpt2"):
     try:
         return load_model(name_or_path)
     except TinyPromptError as e:
-        print(f"{e}\nfalling back to tiny-pretrained (a 4-layer GPT-2 pretrained offline by this project)",
-              flush=True)
+        print(f"falling back to tiny-pretrained (a small GPT-2 pretrained by this project): {e}", flush=True)
         return load_model("tiny-pretrained")
