@@ -5,7 +5,7 @@
 A frozen model can only be prompted into a skill it has. This corpus teaches four, each in SEVERAL surface
 forms, so that a soft prompt has something to find -- and never in the form the prompt will be tuned for:
 
-- sentiment: every SST-2 training sentence (data/sst2/train-full.tsv), each pass in one of FORMS (a verdict
+- sentiment: every SST-2 training sentence (data/sst2-full/train.tsv), each pass in one of FORMS (a verdict
   after the review, a star rating, "I loved it." / "I hated it.", a yes/no question, ...), or plain;
 - arithmetic on small numbers (0..14): sums and differences in several notations ("3 plus 4 is 7", "3+4=7",
   "the sum of 3 and 4 is 7", ...);
@@ -108,7 +108,7 @@ def check_held_out(docs, dev_sentences):
 def build_corpus(seed=0, sentiment_passes=8, arithmetic_repeats=40, antonym_repeats=60, plain_repeats=4):
     """The corpus as a list of (context, answer) documents, shuffled; a function of its arguments alone."""
     rng = random.Random(seed)
-    sentences = [{"sentence": r["text"], "label": r["label"]} for r in read_tsv(DATA / "sst2" / "train-full.tsv")]
+    sentences = [{"sentence": r["text"], "label": r["label"]} for r in read_tsv(DATA / "sst2-full" / "train.tsv")]
     dev = [r["text"] for r in read_tsv(DATA / "sst2" / "dev.tsv")]
     dev_set = {s.strip() for s in dev}
     sentences = [s for s in sentences if s["sentence"].strip() not in dev_set]  # none today; kept as a guard
