@@ -13,12 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from .api import load_model_or_fallback, load_tokenizer
 from .data import load_data, parse_label_words
 from .errors import TinyPromptError
 from .evaluate import evaluate, format_results, with_prefix
 from .generate import generate
-from .gpt2 import load_model_or_fallback
-from .tokenizer import load_tokenizer
 from .train import TrainConfig, train
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sst2"
