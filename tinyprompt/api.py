@@ -47,12 +47,13 @@ def load_model_or_fallback(name_or_path="gpt2") -> GPT2:
 def load_tokenizer(name_or_path=None) -> Tokenizer:
     """The tokenizer of a model (its folder's tokenizer.json), else the bundled GPT-2 one. Never downloads:
     a hub model that is not in the cache gets the bundled tokenizer, which every GPT-2 size shares."""
-    if name_or_path is None:
-        return _tokenizer_of_folder()
-    try:
-        return _tokenizer_of_folder(find_weights(name_or_path, local_files_only=True))
-    except TinyPromptError:  # not on this machine: load_model will say so, if it is ever asked for
-        return _tokenizer_of_folder()
+    folder = None
+    if name_or_path is not None:
+        try:
+            folder = find_weights(name_or_path, local_files_only=True)
+        except TinyPromptError:  # not on this machine: load_model will say so, if it is ever asked for
+            pass
+    return _tokenizer_of_folder(folder)
 
 
 def generate(model: GPT2, tokenizer: Tokenizer, text: str, prompt=None, **sampling) -> str:
