@@ -132,6 +132,17 @@ def test_unreachable_hub_fails_fast(tmp_path):
     assert "the hub cannot be reached" in run.stderr, run.stderr  # the request was really made, and failed
 
 
+def test_unreachable_hub_with_a_warm_cache_uses_the_cache(small, tmp_path):
+    """No network but HF_HUB_OFFLINE not set (a laptop on a train): the cached snapshot, without an error."""
+    snapshot = warm_cache(tmp_path / "hf", "openai-community/gpt2", small[0])
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_HUB_CACHE"] = str(tmp_path / "hf")
+    code = "from tinyprompt.hub import find_weights; print(find_weights('gpt2'))"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert run.returncode == 0 and run.stdout.strip() == str(snapshot), run.stderr
+
+
 def test_download_to_copies_a_self_contained_folder(small, tmp_path):
     source, params = small
     warm_cache(tmp_path / "hf", "openai-community/gpt2", source)
