@@ -13,10 +13,10 @@ Size letters: P virtual tokens, C channels, V vocabulary, T text tokens.
 
 import numpy as np
 
-from . import evaluate as _evaluate
-from . import generate as _generate
 from .data import load_data, tokenize
 from .errors import TinyPromptError
+from .evaluate import evaluate as evaluate_examples
+from .generate import generate as generate_ids
 from .gpt2 import GPT2
 from .hub import find_weights
 from .tokenizer import Tokenizer
@@ -59,7 +59,7 @@ def load_tokenizer(name_or_path=None) -> Tokenizer:
 def generate(model: GPT2, tokenizer: Tokenizer, text: str, prompt=None, **sampling) -> str:
     """The continuation of `text` (without `text` itself) after the soft prompt [P, C] or none.
     `sampling`: max_new_tokens=50, temperature=0.0 (greedy), top_k, top_p, repetition_penalty, seed."""
-    new = _generate.generate(model, tokenizer.encode(text), prompt, eos_id=tokenizer.eos_id, **sampling)
+    new = generate_ids(model, tokenizer.encode(text), prompt, eos_id=tokenizer.eos_id, **sampling)
     return tokenizer.decode(new)
 
 
@@ -77,4 +77,4 @@ def evaluate(model: GPT2, tokenizer: Tokenizer, data, prompt=None, labels=None, 
         examples = tokenize(list(enumerate(data, 1)), kind, tokenizer, template, room, path="data").examples
     else:
         examples = load_data(data, tokenizer, template, room).examples
-    return _evaluate.evaluate(model, prompt, examples, tokenizer, labels, batch_size)
+    return evaluate_examples(model, prompt, examples, tokenizer, labels, batch_size)
