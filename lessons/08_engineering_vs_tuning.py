@@ -25,7 +25,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from common import DATA, compare, load, parse_args, sample, save_figure, table, tune
 
-from tinyprompt import data, evaluate
+from tinyprompt import data
+from tinyprompt.evaluate import rank_classify, with_prefix  # (tinyprompt.evaluate is the API function)
 from tinyprompt.prompt import init_prompt
 
 TEMPLATE = "Review: {input}\nSentiment:"
@@ -80,11 +81,11 @@ def main():
 
     # 4. the three, on the same dev rows
     label_ids = [tok.encode(w) for w in LABELS]
-    contenders = [("zero-shot", None, dev, 0), ("hard prompt", None, evaluate.with_prefix(dev, hard_ids), 0),
+    contenders = [("zero-shot", None, dev, 0), ("hard prompt", None, with_prefix(dev, hard_ids), 0),
                   ("tuned soft prompt", prompt, dev, prompt.size)]
     results = []
     for name, soft, rows, trained in contenders:
-        predicted = evaluate.rank_classify(model, soft, rows, label_ids, eos)  # [N] index into LABELS
+        predicted = rank_classify(model, soft, rows, label_ids, eos)  # [N] index into LABELS
         correct = int((predicted == gold).sum())
         results.append((name, trained, correct, wilson(correct, n_dev), float(predicted.mean())))
     print(f"\n4. dev accuracy by rank classification, {n_dev} rows (answering ' positive' every time would score "

@@ -15,10 +15,17 @@ if find_spec("torch") is None:
 
 @pytest.fixture
 def no_network(monkeypatch, tmp_path):
-    """Weights under tmp_path, and every way to the hub closed: a test that tries the network fails fast."""
-    monkeypatch.setenv("TINYPROMPT_WEIGHTS", str(tmp_path / "weights"))
+    """Both caches (tinyprompt's, Hugging Face's) under tmp_path, and every way to the hub closed: a test that
+    tries the network fails fast. huggingface_hub reads its environment once, at import: set both."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("TINYPROMPT_CACHE", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port: any request fails at once
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
 
 
 @pytest.fixture

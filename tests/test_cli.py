@@ -2,7 +2,7 @@
 
 Every bad input must end in exit status 2 and exactly one line `error: ...` on stderr, never a traceback.
 No test touches the network: HF_HUB_OFFLINE is set, the hub endpoint is a closed local port, and the
-weights folder is a temporary one (tiny-random is written there on first use, ~0.3 s).
+tinyprompt and Hugging Face caches are temporary ones (tiny-random is written there on first use, ~0.3 s).
 """
 
 import json
@@ -24,8 +24,8 @@ def home(tmp_path_factory):
 
 
 def run(home, *args, command=(sys.executable, "-m", "tinyprompt.cli")):
-    env = {**os.environ, "TINYPROMPT_WEIGHTS": str(home / "weights"), "HF_HUB_OFFLINE": "1",
-           "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env = {**os.environ, "TINYPROMPT_CACHE": str(home / "weights"), "HF_HUB_CACHE": str(home / "hf"),
+           "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
     return subprocess.run([*command, *args], cwd=home, env=env, capture_output=True, text=True, timeout=120,
                           check=False)  # the exit status is what is being tested
 
@@ -38,7 +38,7 @@ def test_help(home):
 
 
 def test_download_tiny_random_prints_the_folder(home):
-    result = run(home, "download", "--model", "tiny-random")
+    result = run(home, "download", "tiny-random")
     assert result.returncode == 0, result.stderr
     folder = home / "weights" / "tiny-random"
     assert str(folder) in result.stdout
@@ -62,7 +62,7 @@ def corrupt(home):
 
 
 BAD_INPUTS = {  # name: (arguments after `generate`, what the one error line must mention)
-    "unknown model offline": (["--model", "gpt2"], "could not download 'gpt2'"),
+    "unknown model offline": (["--model", "gpt2"], "'gpt2' (openai-community/gpt2) is not in the Hugging Face cache"),
     "no such local folder": (["--model", "./no/such/folder"], "no such folder"),
     "corrupt safetensors": (["--model", "{corrupt}"], "model.safetensors: corrupt header"),
     "longer than the context": (["--model", "tiny-random", "--max-new-tokens", "2000"], "n_positions=1024"),

@@ -1,13 +1,21 @@
 """tinyprompt: soft prompt tuning (Lester et al. 2021) on a pretrained GPT-2, in NumPy with a hand-written
 backward pass to the prompt only.
 
-    model = tinyprompt.load_model("gpt2")                  # read-only, memory-mapped weights
-    logits = model.logits(input_ids, prompt)               # [B, P+T, V]
+    import tinyprompt as tp
+    model, tok = tp.load_model("tiny-pretrained"), tp.load_tokenizer("tiny-pretrained")  # read-only weights
+    prompt, metrics = tp.train(tp.TrainConfig(data="train.jsonl", out="runs/x"), model, tok)  # [P, C]
+    print(tp.generate(model, tok, "Q: 2 plus 3? A:", prompt))
+    logits = model.logits(input_ids, prompt)                    # [B, P+T, V]
     loss, dprompt = model.loss_and_grad(prompt, input_ids, labels)
+
+The functions are documented in api.py; README.md, "Python API", has a complete example.
 """
 
+from .api import evaluate, generate, load_model, load_model_or_fallback, load_tokenizer
 from .errors import TinyPromptError
-from .gpt2 import GPT2, load_model, load_model_or_fallback
-from .tokenizer import load_tokenizer
+from .gpt2 import GPT2
+from .prompt import load_prompt, save_prompt
+from .train import TrainConfig, train
 
-__all__ = ["GPT2", "TinyPromptError", "load_model", "load_model_or_fallback", "load_tokenizer"]
+__all__ = ["GPT2", "TinyPromptError", "TrainConfig", "evaluate", "generate", "load_model",
+           "load_model_or_fallback", "load_prompt", "load_tokenizer", "save_prompt", "train"]

@@ -1,4 +1,4 @@
-"""The `tinyprompt` command: download | tune | generate | eval | inspect.
+"""The `tinyprompt` command (also `python -m tinyprompt`): download | tune | generate | eval | inspect.
 
     tinyprompt tune --model tiny-random --data train.jsonl --out runs/demo      # -> runs/demo/ (PEFT adapter)
     tinyprompt generate --model tiny-random --prompt runs/demo "Q: 1 plus 1?"
@@ -16,8 +16,9 @@ from .errors import TinyPromptError
 
 def add_model_arg(p):
     p.add_argument("--model", default="gpt2",
-                   help="hub name (gpt2, distilgpt2, gpt2-medium, ...), a local directory with config.json + "
-                        "model.safetensors, or tiny-random (random weights, offline; default: %(default)s)")
+                   help="a hub name (gpt2 = openai-community/gpt2, distilgpt2, gpt2-medium, org/name: from the "
+                        "Hugging Face cache, downloaded once), a local folder with config.json + model.safetensors, "
+                        "tiny-pretrained (shipped, offline) or tiny-random (random weights; default: %(default)s)")
 
 
 def add_sampling_args(p):
@@ -31,15 +32,14 @@ def add_sampling_args(p):
 
 
 def cmd_download(args):
-    from .hub import find_weights
+    from .hub import download
 
-    print(f"{args.model}: {find_weights(args.model)}")
+    print(f"{args.model}: {download(args.model, args.to)}")
 
 
 def cmd_generate(args):
+    from .api import load_model, load_tokenizer
     from .generate import generate
-    from .gpt2 import load_model
-    from .tokenizer import load_tokenizer
 
     model, tok = load_model(args.model), load_tokenizer(args.model)
     prompts = [None]
@@ -79,11 +79,10 @@ def cmd_tune(args):
 
 
 def cmd_eval(args):
+    from .api import load_model, load_tokenizer
     from .data import load_data, parse_label_words
     from .evaluate import evaluate, format_results, with_prefix
-    from .gpt2 import load_model
     from .prompt import load_prompt
-    from .tokenizer import load_tokenizer
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise TinyPromptError("--batch-size and --limit must be at least 1")
@@ -106,10 +105,9 @@ def cmd_eval(args):
 
 
 def cmd_inspect(args):
+    from .api import load_model, load_tokenizer
     from .evaluate import inspect_prompt
-    from .gpt2 import load_model
     from .prompt import load_prompt
-    from .tokenizer import load_tokenizer
 
     if args.k < 1:
         raise TinyPromptError(f"--k {args.k}: must be at least 1")
@@ -174,8 +172,13 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="tinyprompt", description="Soft prompt tuning on GPT-2, in NumPy.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("download", help="fetch a checkpoint into weights/ (or write tiny-random)")
-    add_model_arg(p)
+    p = sub.add_parser("download", help="fetch a model into the Hugging Face cache (or a copy into --to DIR)",
+                       description="Download a hub model into the Hugging Face cache (HF_HOME / HF_HUB_CACHE), "
+                                   "where every later run, offline too, finds it; print its folder.")
+    p.add_argument("model", metavar="MODEL", help="hub name (gpt2, openai-community/gpt2, ...), tiny-pretrained, "
+                                                  "tiny-random or a local folder")
+    p.add_argument("--to", metavar="DIR", help="also copy config.json, model.safetensors and tokenizer.json "
+                                               "into DIR (e.g. weights/gpt2)")
     p.set_defaults(run=cmd_download)
 
     p = sub.add_parser("generate", help="continue a text, with or without a tuned soft prompt")

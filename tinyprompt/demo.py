@@ -14,15 +14,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from .api import load_model_or_fallback, load_tokenizer
 from .data import load_data, parse_label_words
 from .errors import TinyPromptError
 from .evaluate import evaluate, format_results, with_prefix
 from .generate import generate
-from .gpt2 import load_model_or_fallback
-from .tokenizer import load_tokenizer
 from .train import TrainConfig, train
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "sst2"
+DATA = Path(__file__).resolve().parent / "assets" / "data" / "sst2"  # packaged: works after pip install
 LABEL_WORDS = "0= negative,1= positive"
 TEMPLATE = "{input}Sentiment:"  # GLUE sentences end with a space already: no space to add
 HARD_PROMPT = "Decide if the movie review is positive or negative.\n"

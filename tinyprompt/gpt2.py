@@ -12,8 +12,6 @@ import os
 import numpy as np
 
 from .errors import TinyPromptError
-from .hub import find_weights
-from .weights import load_params
 
 # The ops: the Numba kernels, or their readable NumPy twins with TINYPROMPT_KERNELS=numpy (same names,
 # same results; tests/test_kernels.py holds them to it).
@@ -257,21 +255,3 @@ class GPT2:
     def loss(self, prompt, input_ids, labels):
         """The loss alone (no backward)."""
         return self.loss_and_grad(prompt, input_ids, labels, need_grad=False)[0]
-
-
-def load_model(name_or_path="gpt2", dtype=np.float32):
-    """Load a GPT-2 by hub name ("gpt2", "distilgpt2", ...), local directory, or "tiny-random".
-    float32 weights are used in place (read-only memory map); another dtype makes a copy."""
-    config, params = load_params(find_weights(name_or_path))
-    model = GPT2(config, params, name_or_path)
-    return model if model.dtype == dtype else model.astype(dtype)
-
-
-def load_model_or_fallback(name_or_path="gpt2"):
-    """`load_model`, or -- when that checkpoint cannot be had (no network) -- tiny-pretrained, saying so in one
-    line. For demos and lessons only: the CLI's tune/eval refuse to fall back silently."""
-    try:
-        return load_model(name_or_path)
-    except TinyPromptError as e:
-        print(f"falling back to tiny-pretrained (a small GPT-2 pretrained by this project): {e}", flush=True)
-        return load_model("tiny-pretrained")

@@ -19,7 +19,6 @@ from tokenizers import decoders, pre_tokenizers
 from tokenizers.models import BPE
 
 from tinyprompt.errors import TinyPromptError
-from tinyprompt.hub import weights_dir
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EOS = "<|endoftext|>"
@@ -77,18 +76,16 @@ def write_tokenizer_json(path) -> Path:
     return bundled_tokenizer().save(path)
 
 
-def load_tokenizer(name_or_path=None) -> Tokenizer:
-    """The tokenizer of a model folder or weights name if it has a tokenizer.json, else the bundled one.
+def load_tokenizer(folder=None) -> Tokenizer:
+    """The tokenizer of a model folder if it has a tokenizer.json, else the bundled one.
 
-    Never downloads: a hub name is only looked up in the weights folder (see hub.weights_dir).
+    Only a folder: a model name is resolved to its folder by `tinyprompt.load_tokenizer` (api.py), so this
+    module needs nothing from hub.py (which imports it).
     """
-    if name_or_path is not None:
-        path = Path(name_or_path).expanduser()
-        directory = path if path.is_dir() else weights_dir(str(name_or_path))
-        file = directory / "tokenizer.json"
-        if file.is_file():
-            try:
-                return Tokenizer(tokenizers.Tokenizer.from_file(str(file)))
-            except Exception as e:  # noqa: BLE001 (tokenizers raises a bare Exception for a bad file)
-                raise TinyPromptError(f"{file}: not a valid tokenizer.json ({e})") from None
+    file = Path(folder).expanduser() / "tokenizer.json" if folder is not None else None
+    if file is not None and file.is_file():
+        try:
+            return Tokenizer(tokenizers.Tokenizer.from_file(str(file)))
+        except Exception as e:  # noqa: BLE001 (tokenizers raises a bare Exception for a bad file)
+            raise TinyPromptError(f"{file}: not a valid tokenizer.json ({e})") from None
     return bundled_tokenizer()

@@ -208,11 +208,11 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
     out = Path(cfg.out)
     state = read_checkpoint(out / CHECKPOINT) if cfg.resume else None
     if model is None:
-        from .gpt2 import load_model
+        from .api import load_model
 
         model = load_model(cfg.model)
     if tokenizer is None:
-        from .tokenizer import load_tokenizer
+        from .api import load_tokenizer
 
         tokenizer = load_tokenizer(cfg.model)
     # P first: how much context is left for the rows depends on it

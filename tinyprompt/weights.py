@@ -23,6 +23,7 @@ import numpy as np
 from safetensors.numpy import save
 
 from tinyprompt.errors import TinyPromptError
+from tinyprompt.tokenizer import write_tokenizer_json
 
 
 @dataclass(frozen=True)
@@ -179,8 +180,6 @@ def save_checkpoint(directory, config: GPT2Config, params, layout="hub", legacy_
     tmp.write_bytes(save({k: np.ascontiguousarray(v) for k, v in flat.items()}, metadata={"format": "pt"}))
     os.replace(tmp, directory / "model.safetensors")
     if tokenizer:
-        from tinyprompt.tokenizer import write_tokenizer_json  # here: tokenizer.py imports this module
-
         write_tokenizer_json(directory / "tokenizer.json")
     return directory
 
