@@ -9,7 +9,7 @@ import sys
 
 def accuracies(block):
     """{prompt name: acc} from one of the demo's tables."""
-    rows = re.findall(r"^(no prompt|hard prompt .*?|soft prompt \(.*?\))\s+[\d.]+\s+[\d.]+\s+([\d.]+)$", block, re.M)
+    rows = re.findall(r"^(no prompt|hard prompt .*?|soft prompt \(.*?\))\s+[\d.]+\s+[\d.]+\s+([\d.]+)$", block, re.MULTILINE)
     return {name.split(" ")[0]: float(acc) for name, acc in rows}
 
 
