@@ -102,6 +102,7 @@ def write_folder(model, out, info):
         {"tokenizer_class": "GPT2Tokenizer", "model_max_length": 256, "bos_token": "<|endoftext|>",
          "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, indent=1) + "\n")
     (tmp / "training.json").write_text(json.dumps(info, indent=1) + "\n")
+    shutil.copy(Path(__file__).with_name("MODEL_CARD.md"), tmp / "README.md")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
 
