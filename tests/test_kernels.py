@@ -16,10 +16,10 @@ import tinyprompt.gpt2
 from tinyprompt import kernels as K
 from tinyprompt import layers as L
 from tinyprompt.generate import generate
-from tinyprompt.gradcheck import cmp, rel_error
+from tinyprompt.gradcheck import TOLERANCES, cmp, rel_error
 
 FIXTURES = Path(__file__).parent / "fixtures"
-RTOL = {np.float32: 1e-5, np.float64: 1e-12}  # relative to the largest entry (rel_error)
+RTOL = {np.dtype(dtype).type: bound for kind, (dtype, bound) in TOLERANCES.items() if kind.startswith("twin_")}
 DTYPES = [np.float32, np.float64]
 
 

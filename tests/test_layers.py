@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from tinyprompt import layers as F
-from tinyprompt.gradcheck import cmp, finite_difference, rel_error
+from tinyprompt.gradcheck import TOLERANCES, cmp, finite_difference, rel_error
 
-RTOL_FD = 1e-6  # float64, central differences with eps = 1e-6: truncation error ~1e-12, rounding ~1e-10
+_, RTOL_FD = TOLERANCES["finite_difference"]
 
 
 def check(name, ours, f, x, dy):

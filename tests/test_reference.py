@@ -11,7 +11,7 @@ import torch
 
 import tinyprompt
 from tinyprompt.generate import generate
-from tinyprompt.gradcheck import cmp, rel_error
+from tinyprompt.gradcheck import TOLERANCES, cmp, rel_error
 
 pytestmark = pytest.mark.reference
 
@@ -19,7 +19,7 @@ from reference import hf_logits, hf_model, peft_loss_and_grad, ragged_batch
 from safetensors.torch import save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
-RTOL32 = 1e-4  # float32, relative to the largest entry
+_, RTOL32 = TOLERANCES["transformers"]  # float32, relative to the largest entry
 
 CONFIGS = {  # (vocab, positions, channels, layers, heads)
     "small": (128, 64, 32, 2, 4),

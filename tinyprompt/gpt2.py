@@ -8,10 +8,13 @@ gradient of activations only: the frozen weights never get one. Size letters: se
 """
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 
+from .data import IGNORE_INDEX
 from .errors import TinyPromptError
+from .layers import merge_heads, split_heads  # plain reshapes: the same for kernels and twins
 
 # The ops: the Numba kernels, or their readable NumPy twins with TINYPROMPT_KERNELS=numpy (same names,
 # same results; tests/test_kernels.py holds them to it).
@@ -20,20 +23,8 @@ if os.environ.get("TINYPROMPT_KERNELS") == "numpy":
 else:
     from . import kernels as F
 
-IGNORE_INDEX = -100  # label of a position that does not count in the loss (transformers' convention)
-
 
 # --- multi-head causal self-attention ----------------------------------------------------------
-
-
-def split_heads(x, H):
-    B, L, C = x.shape
-    return x.reshape(B, L, H, C // H).transpose(0, 2, 1, 3)  # [B, L, C] -> [B, H, L, D]
-
-
-def merge_heads(x):
-    B, H, L, D = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(B, L, H * D)  # [B, H, L, D] -> [B, L, C]
 
 
 def attn_forward(x, c_attn, c_proj, n_head, past=None, start=0):
@@ -82,6 +73,14 @@ def mlp_backward(dout, gelu_cache, c_fc, c_proj):
 # --- transformer block: pre-norm, two residual branches ----------------------------------------
 
 
+class BlockCache(NamedTuple):
+    """What a block's forward keeps for its backward."""
+    ln_1: tuple  # (xhat [B, L, C], rstd [B, L, 1], weight [C])
+    attn: tuple  # (q [B, H, L - start, D], k, v [B, H, Lpast + L, D], att [B, H, L - start, Lpast + L])
+    ln_2: tuple  # (xhat [B, L - start, C], rstd [B, L - start, 1], weight [C])
+    mlp: object  # the c_fc output before GELU [B, L - start, 4C]
+
+
 def block_forward(x, ln_1, attn, ln_2, mlp, n_head, eps, past=None, start=0):
     """x [B, L, C] -> [B, L - start, C]: with start > 0, only the last positions go on (all give k, v)."""
     h, ln_1_cache = F.layer_norm_forward(x, **ln_1, eps=eps)
@@ -89,20 +88,19 @@ def block_forward(x, ln_1, attn, ln_2, mlp, n_head, eps, past=None, start=0):
     x = x[:, start:] + a  # residual 1
     h, ln_2_cache = F.layer_norm_forward(x, **ln_2, eps=eps)
     m, mlp_cache = mlp_forward(h, **mlp)
-    return x + m, (ln_1_cache, attn_cache, ln_2_cache, mlp_cache)  # residual 2
+    return x + m, BlockCache(ln_1_cache, attn_cache, ln_2_cache, mlp_cache)  # residual 2
 
 
 def block_backward(dx, cache, ln_1, attn, ln_2, mlp, n_head, dpresent=None, need_dx=True):
     """-> (dx, dpast); see attn_backward for `dpresent`, `dpast` and `need_dx`."""
-    ln_1_cache, attn_cache, ln_2_cache, mlp_cache = cache
     # forward: x = x + mlp(ln_2(x)): the gradient goes straight through and through the branch
-    dx = dx + F.layer_norm_backward(mlp_backward(dx, mlp_cache, **mlp), ln_2_cache)
+    dx = dx + F.layer_norm_backward(mlp_backward(dx, cache.mlp, **mlp), cache.ln_2)
     # forward: x = x[:, start:] + attn(ln_1(x))
-    L = ln_1_cache[0].shape[1]
-    da, dpast = attn_backward(dx, attn_cache, **attn, n_head=n_head, L=L, dpresent=dpresent, need_dx=need_dx)
+    L = cache.ln_1[0].shape[1]
+    da, dpast = attn_backward(dx, cache.attn, **attn, n_head=n_head, L=L, dpresent=dpresent, need_dx=need_dx)
     if not need_dx:
         return None, dpast
-    dx_in = F.layer_norm_backward(da, ln_1_cache)  # [B, L, C]
+    dx_in = F.layer_norm_backward(da, cache.ln_1)  # [B, L, C]
     dx_in[:, L - dx.shape[1]:] += dx
     return dx_in, dpast
 
@@ -110,7 +108,19 @@ def block_backward(dx, cache, ln_1, attn, ln_2, mlp, n_head, dpresent=None, need
 def present(caches):
     """Per block, the (k, v) [B, H, L, D] of all positions so far, out of the attention caches: the KV
     cache that later positions attend to (generation, and the text attending to the soft prompt)."""
-    return [(attn_cache[1], attn_cache[2]) for _, attn_cache, _, _ in caches]
+    return [(cache.attn[1], cache.attn[2]) for cache in caches]
+
+
+class StepCache(NamedTuple):
+    """What the prompt-tuning forward (`GPT2.step_forward`) keeps for its backward. M = counted targets."""
+    P: int  # virtual tokens
+    prompt: list  # per block, the BlockCache of the prompt pass, run once: [1, P, ...]
+    text: list  # per block, the BlockCache of the text pass: [B, T, ...] ([B, T - start, ...] after the last)
+    x_shape: tuple  # (B, P + T - start, C): the final hidden states, prompt rows then text rows
+    b: object  # [M] the row of each target
+    p: object  # [M] its position in x
+    ln_f: tuple  # ln_f's cache on the M target positions: (xhat [M, C], rstd [M, 1], weight [C])
+    ce: tuple  # cross-entropy's cache (probabilities [M, V], targets [M])
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -213,6 +223,11 @@ class GPT2:
         4. In block 0 the text's input is wte + wpe, frozen: its gradient is never needed, only the prompt
            keys' and values' (so no c_attn backward for the text there).
         `logits()` does none of this and concatenates the prompt in front; the tests check the two agree."""
+        loss, cache = self.step_forward(prompt, input_ids, labels)
+        return loss, (self.step_backward(cache) if need_grad else None)
+
+    def step_forward(self, prompt, input_ids, labels):
+        """The prompt-tuning forward with the savings of `loss_and_grad` -> (loss, StepCache)."""
         prompt = self.check_prompt(prompt).astype(self.dtype, copy=False)
         input_ids, labels = np.asarray(input_ids), np.asarray(labels)
         if labels.shape != input_ids.shape:
@@ -234,23 +249,30 @@ class GPT2:
         h, ln_f_cache = F.layer_norm_forward(x[b, p], **self.params["ln_f"], eps=self.config.layer_norm_epsilon)
         logits = h @ self.wte.T  # [M, C] -> [M, V], only where a target is
         loss, ce_cache = F.cross_entropy_forward(logits, target)
-        if not need_grad:
-            return float(loss), None
+        return float(loss), StepCache(P, prompt_caches, text_caches, x.shape, b, p, ln_f_cache, ce_cache)
 
-        # The backward: the forward read in reverse. Every d* is an activation gradient.
-        dlogits = F.cross_entropy_backward(ce_cache)  # [M, V]
-        dh = dlogits @ self.wte  # logits = h @ wte.T  ->  dh = dlogits @ wte   [M, V] -> [M, C]
-        dx = np.zeros_like(x)  # positions without a target get no gradient from the head
-        dx[b, p] = F.layer_norm_backward(dh, ln_f_cache)  # (b, p) pairs are distinct: plain assignment
-        dxt, dpresent = dx[:, P:], []
-        for i in reversed(range(len(text_caches))):  # block 0 sends nothing to the text's input: saving 4
-            block, cache = self.params["h"][i], text_caches[i]
-            dxt, dpast = block_backward(dxt, cache, **block, n_head=self.config.n_head, need_dx=i > 0)
+    def step_backward(self, cache):
+        """StepCache -> d loss / d prompt [P, C]: `step_forward` read in reverse, each line under its twin.
+        Every d* is an activation gradient: the frozen weights never get one."""
+        # forward: loss = cross_entropy(logits, target)
+        dlogits = F.cross_entropy_backward(cache.ce)  # [M, V]
+        # forward: logits = h @ wte.T  ->  dh = dlogits @ wte
+        dh = dlogits @ self.wte  # [M, V] -> [M, C]
+        # forward: h = ln_f(x[b, p]); positions without a target get no gradient from the head
+        dx = np.zeros(cache.x_shape, self.dtype)  # [B, P + T - start, C]
+        dx[cache.b, cache.p] = F.layer_norm_backward(dh, cache.ln_f)  # (b, p) pairs are distinct: assignment
+        # forward: x = cat(prompt pass broadcast to B rows, text pass); the text pass, in reverse
+        P, dpresent = cache.P, []
+        dxt = dx[:, P:]  # [B, T - start, C]
+        for i in reversed(range(len(cache.text))):  # block 0 sends nothing to the text's input: saving 4
+            block = self.params["h"][i]
+            dxt, dpast = block_backward(dxt, cache.text[i], **block, n_head=self.config.n_head, need_dx=i > 0)
             dpresent.append((dpast[0].sum(axis=0, keepdims=True), dpast[1].sum(axis=0, keepdims=True)))
-        dxp = dx[:, :P].sum(axis=0, keepdims=True)  # the prompt pass is shared: its gradients add up
-        for block, cache, dkv in zip(reversed(self.params["h"]), reversed(prompt_caches), dpresent):
-            dxp, _ = block_backward(dxp, cache, **block, n_head=self.config.n_head, dpresent=dkv)
-        return float(loss), F.embedding_backward(dxp, P)  # [1, P, C] -> [P, C]
+        # forward: the prompt pass ran once for all rows, so its gradients add up over the rows
+        dxp = dx[:, :P].sum(axis=0, keepdims=True)  # [1, P, C]
+        for block, block_cache, dkv in zip(reversed(self.params["h"]), reversed(cache.prompt), dpresent):
+            dxp, _ = block_backward(dxp, block_cache, **block, n_head=self.config.n_head, dpresent=dkv)
+        return F.embedding_backward(dxp, P)  # forward: x = prompt + wpe[:P];  [1, P, C] -> [P, C]
 
     def loss(self, prompt, input_ids, labels):
         """The loss alone (no backward)."""

@@ -44,3 +44,23 @@ def finite_difference(f, x, dy=None, eps=1e-6):
         x[i] = old
         grad[i] = (up - down) / (2 * eps)
     return grad
+
+
+# How close is close enough, one row per kind of comparison: (dtype compared, bound on `rel_error`).
+TOLERANCES = {
+    # float64 central differences, eps = 1e-6: truncation error ~1e-12, rounding ~1e-10
+    "finite_difference": (np.float64, 1e-6),
+    # a Numba kernel against its NumPy twin: same math, different summation order
+    "twin_float32": (np.float32, 1e-5),
+    "twin_float64": (np.float64, 1e-12),
+    # our float32 model against transformers / PEFT (different BLAS, different op order)
+    "transformers": (np.float32, 1e-4),
+}
+
+
+def check(name, ours, reference, kind):
+    """Raise AssertionError naming the tensor and how far off it is when `rel_error` exceeds TOLERANCES[kind]."""
+    _, bound = TOLERANCES[kind]
+    _, line = cmp(name, ours, reference, quiet=True)
+    if np.shape(ours) != np.shape(reference) or rel_error(ours, reference) > bound:
+        raise AssertionError(f"{line} | bound ({kind}): {bound:.0e}")

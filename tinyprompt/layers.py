@@ -90,6 +90,16 @@ def gelu_backward(dy, x):
     return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
 
 
+def split_heads(x, H):
+    B, L, C = x.shape
+    return x.reshape(B, L, H, C // H).transpose(0, 2, 1, 3)  # [B, L, C] -> [B, H, L, D]
+
+
+def merge_heads(x):
+    B, H, L, D = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, L, H * D)  # [B, H, L, D] -> [B, L, C]
+
+
 # --- causal self-attention on already split heads ---------------------------------------------
 
 
