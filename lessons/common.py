@@ -8,6 +8,7 @@ lessons/ first on sys.path, so `from common import ...` finds this file.
 import argparse
 import csv
 import json
+import math
 import os
 import statistics
 import time
@@ -170,8 +171,11 @@ def timed(f, repeats):
     return statistics.median(times), result
 
 
-def plot_run(ax, metrics, val0, val_label, ylabel="loss (cross-entropy, nats per scored token)"):
-    """A run's losses on `ax`: each step's (faint), each epoch's mean, and validation from epoch 0 (dashed)."""
+def plot_run(ax, metrics, val0, val_label, ylabel="loss (cross-entropy, nats per scored token)", vocab_size=None):
+    """A run's losses on `ax`: each step's (faint), each epoch's mean, and validation from epoch 0 (dashed);
+    with vocab_size, the chance level ln V (a uniform guess over the vocabulary) as a dotted red line."""
+    if vocab_size:
+        ax.axhline(math.log(vocab_size), color="crimson", ls=":", label=f"ln V = {math.log(vocab_size):.2f} (uniform guess)")
     epochs = len(metrics["epoch_losses"])
     x_steps = np.arange(1, len(metrics["step_losses"]) + 1) / metrics["steps_per_epoch"]  # step s ends at s / n
     ax.plot(x_steps, metrics["step_losses"], color="C0", alpha=0.35, lw=1, label="train, each step (before its update)")

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
 OUT = ROOT / "lessons" / "out"
 FIGURE_LINE = "saved figure: "  # what lessons/common.py's save_figure prints
-CLAIMS = ["02", "05", "08", "09", "10"]  # the lessons that report() a measured claim to lessons/out/NN.json
+CLAIMS = ["02", "05", "08", "09", "10", "11"]  # the lessons that report() a measured claim to lessons/out/NN.json
 
 
 def run_lesson(lesson):
