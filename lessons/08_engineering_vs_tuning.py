@@ -54,7 +54,7 @@ def main():
     args = parse_args(__doc__)
     model, tok = load(args)
     eos = tok.eos_id
-    n_train, n_dev, epochs = (400, 100, 1) if args.quick else (1000, 300, 2)
+    n_train, n_dev, epochs = (400, 100, 1) if args.quick else (500, 200, 2)
     train_path = sample(DATA / "sst2" / "train.tsv", n_train, "08_sst2_train.tsv")
     dev_path = sample(DATA / "sst2" / "dev.tsv", n_dev, "08_sst2_dev.tsv")
     label_words = data.parse_label_words(LABEL_WORDS)
