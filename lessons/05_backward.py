@@ -14,6 +14,30 @@ What it teaches
   target (lesson 04): the other positions' logits would enter the loss multiplied by zero, and their
   gradient through the head is exactly zero.
 
+The derivations (upstream gradient dy = dLoss/dy has the shape of y; each result has the shape of its input;
+the code is tinyprompt.layers, the check is tinyprompt.gradcheck, both below)
+  embedding + concatenation   x[b] = cat(prompt, wte[ids[b]]) + wpe[:L]          prompt [P, C] -> x [B, L, C]
+      x[b, p] = prompt[p] + wpe[p] for p < P, for every row b, so dprompt[p] = sum_b dx[b, p]:
+      dprompt = dx[:, :P].sum(0) -- a slice (wte and wpe are frozen: their slices are dropped).
+  linear                      y = x W + b,  x [N, in], W [in, out] -> y [N, out]
+      y_nj = sum_i x_ni W_ij + b_j, so dx_ni = sum_j dy_nj W_ij:  dx = dy W^T   [N, out] @ [out, in].
+  layer norm                  xhat = (x - mu) r,  r = (var + eps)^(-1/2),  y = xhat w + b,  over C channels
+      dxhat = dy w. d mu/dx_j = 1/C and d r/dx_j = -r^3 (x_j - mu)/C = -r^2 xhat_j / C, hence
+      dx_i = r (dxhat_i - mean_j dxhat_j - xhat_i mean_j(dxhat_j xhat_j))       [N, C] -> [N, C].
+  GELU (tanh form)            y = x (1 + tanh u)/2,  u = s (x + 0.044715 x^3),  s = sqrt(2/pi)
+      dy/dx = (1 + t)/2 + x (1 - t^2) s (1 + 3 * 0.044715 x^2) / 2,  t = tanh u   (elementwise).
+  softmax + cross-entropy     loss = mean_m (log sum_v exp z_mv - z_m,t_m),  z [M, V]
+      d loss/d z_mv = (softmax(z_m)_v - [v = t_m]) / M: the prediction minus the one-hot target.
+  causal attention            S = q k^T / sqrt(D) (masked: -inf above the diagonal),  A = softmax(S),  y = A v
+      q, k, v [B, H, L, D]; S, A [B, H, L, L].  dA = dy v^T,  dv = A^T dy;
+      softmax row: dS_ij = A_ij (dA_ij - sum_k dA_ik A_ik)  (masked A_ij = 0, so dS_ij = 0 there);
+      dq = dS k / sqrt(D),  dk = dS^T q / sqrt(D).
+  residual                    y = x + f(x): dx = dy + (df/dx)^T dy -- the two paths add.
+  Try them yourself first: lessons/exercises/ (python lessons/exercises/check.py layer_norm_backward).
+
+The claim, measured: every op's hand-derived gradient equals central finite differences (float64) within a
+relative 1e-6, and so does the whole chain from the loss to the prompt.
+
 What to look at
   - the table of checks, from the loss down to the prompt: each op's max relative difference between
     our backward and finite differences (float64: expect 1e-7 or smaller);
@@ -26,7 +50,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import compare, human_bytes, load, parse_args, save_figure, table
+from common import compare, human_bytes, load, parse_args, report, save_figure, table
 
 from tinyprompt import data, gpt2
 from tinyprompt import layers as F
@@ -257,6 +281,9 @@ def main():
     fig.tight_layout()
     save_figure(fig, "05_not_computed")
     print(f"\ntotal time {time.perf_counter() - t_start:.1f} s")
+    worst = max(err for *_, err in checks)
+    report("05", f"every derived gradient ({len(checks)} ops, loss to prompt) matches finite differences "
+           f"within {TOLERANCE:g} relative", worst < TOLERANCE, worst_rel_diff=worst, ops=len(checks))
 
 
 if __name__ == "__main__":

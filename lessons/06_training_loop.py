@@ -143,7 +143,7 @@ def main():
     ax1.set_ylabel("learning rate")
     ax1.set_title(f"the learning rate of each step (peak {LR})")
     ax1.legend()
-    plot_run(ax2, metrics, val0, "validation (epoch 0: before training)")
+    plot_run(ax2, metrics, val0, "validation (epoch 0: before training)", vocab_size=model.config.vocab_size)
     ax2.set_title(f"loss per epoch: {len(train_rows)} train / {len(val_rows)} validation rows, "
                   f"B={batch_size} x {accumulation}")
     ax2.legend()

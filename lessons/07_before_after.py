@@ -97,7 +97,7 @@ def main():
         print(show_text(QUERY + tok.decode(new)))
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [1.3, 1]})
-    plot_run(ax1, metrics, val0, "held-out rows (epoch 0: untrained)", "loss (cross-entropy, nats per token)")
+    plot_run(ax1, metrics, val0, "held-out rows (epoch 0: untrained)", "loss (cross-entropy, nats per token)", vocab_size=model.config.vocab_size)
     ax1.set_title(f"tuning {P} virtual tokens on {n_train} role prompts")
     ax1.legend()
     names = list(settings)

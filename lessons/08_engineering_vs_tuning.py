@@ -5,11 +5,16 @@ What it teaches
   by rank classification (Lester et al., after Brown et al.). The model never generates: for each review we
   compute log p(" positive") and log p(" negative") after the input and take the larger, so even an untuned
   model is judged by its preference.
-  - zero-shot: the review in a template, "Review: <text>\\nSentiment:", and nothing else;
+  - zero-shot: the review in a template, "<text>Sentiment:", and nothing else. tiny-pretrained has read
+    reviews with their sentiment in several other forms, never in this one: it has the skill, not the cue;
   - a hand-written hard prompt: an instruction in words, in front of the same template;
-  - a tuned soft prompt: P virtual tokens that start as the embeddings of that same instruction, then are
-    tuned on SST-2 training rows. Before tuning, it *is* the hard prompt (checked below). Tuning moves it by
-    gradient, to points between and beyond real words that no rewording can reach.
+  - a soft prompt: P virtual tokens. Started from the instruction's own embeddings, it *is* the hard prompt
+    (checked below: the same logits). The one tuned here starts from the label words' embeddings (the
+    demo's recipe, quicker to learn) and is tuned on SST-2 training rows: gradient moves it to points
+    between and beyond real words that no rewording can reach.
+
+The claim, measured: the tuned soft prompt beats zero-shot by at least 15 accuracy points, and beats the
+hard prompt, and beats its own untuned start (the control: the same vectors before tuning).
 
 What to look at
   - the check that the untuned soft prompt gives the hard prompt's logits;
@@ -23,18 +28,18 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, compare, load, parse_args, sample, save_figure, table, tune
+from common import DATA, compare, load, parse_args, report, sample, save_figure, table, tune
 
 from tinyprompt import data
 from tinyprompt.evaluate import rank_classify, with_prefix  # (tinyprompt.evaluate is the API function)
 from tinyprompt.prompt import init_prompt
 
-TEMPLATE = "Review: {input}\nSentiment:"
+TEMPLATE = "{input}Sentiment:"  # held out of tiny-pretrained's corpus
 HARD = "Classify the sentiment of this movie review as positive or negative.\n"
 LABELS = [" negative", " positive"]
 LABEL_WORDS = "0= negative,1= positive"  # SST-2's 0/1 labels as the words to rank
 COLUMNS = {"input_column": "text", "output_column": "label", "template": TEMPLATE, "label_words": LABEL_WORDS}
-LR, SEED = 0.03, 0
+LR, SEED, P_TUNED = 0.03, 0, 10
 FLOAT32 = {"rtol": 1e-4, "atol": 1e-4}  # float32 logits of two different routes agree to about this
 
 
@@ -49,7 +54,7 @@ def main():
     args = parse_args(__doc__)
     model, tok = load(args)
     eos = tok.eos_id
-    n_train, n_dev, epochs = (16, 16, 1) if args.quick else (48, 100, 2)
+    n_train, n_dev, epochs = (400, 100, 1) if args.quick else (500, 200, 2)
     train_path = sample(DATA / "sst2" / "train.tsv", n_train, "08_sst2_train.tsv")
     dev_path = sample(DATA / "sst2" / "dev.tsv", n_dev, "08_sst2_dev.tsv")
     label_words = data.parse_label_words(LABEL_WORDS)
@@ -72,17 +77,17 @@ def main():
           "same positions")
     compare("logits: soft0 vs hard", as_vectors, as_tokens, **FLOAT32)
 
-    # 3. tune it
-    print(f"\n3. tuning those {P} vectors: AdamW lr {LR}, {epochs} epoch(s), batch 8, on the {n_train} training rows")
-    prompt, _ = tune(model, tok, "08_sst2", data=str(train_path), num_virtual_tokens=P, init="text", init_text=HARD,
+    # 3. tune a soft prompt: 10 vectors starting as the label words' embeddings (the demo's recipe; starting
+    #    from the instruction's 14 vectors learns too, but more slowly than --quick allows)
+    print(f"\n3. tuning {P_TUNED} vectors (init labels): AdamW lr {LR}, {epochs} epoch(s), batch 8, {n_train} rows")
+    prompt, _ = tune(model, tok, "08_sst2", data=str(train_path), num_virtual_tokens=P_TUNED, init="labels",
                      lr=LR, epochs=epochs, batch_size=8, seed=SEED, **COLUMNS)
-    moved = np.linalg.norm(prompt - soft0, axis=1) / np.linalg.norm(soft0, axis=1)
-    print(f"   each vector moved by {moved.min():.1%}..{moved.max():.1%} of its length")
+    untuned = init_prompt("labels", P_TUNED, model.wte, tok, outputs=LABELS, seed=SEED)  # where tuning started
 
-    # 4. the three, on the same dev rows
+    # 4. the four, on the same dev rows
     label_ids = [tok.encode(w) for w in LABELS]
     contenders = [("zero-shot", None, dev, 0), ("hard prompt", None, with_prefix(dev, hard_ids), 0),
-                  ("tuned soft prompt", prompt, dev, prompt.size)]
+                  ("untuned soft prompt", untuned, dev, 0), ("tuned soft prompt", prompt, dev, prompt.size)]
     results = []
     for name, soft, rows, trained in contenders:
         predicted = rank_classify(model, soft, rows, label_ids, eos)  # [N] index into LABELS
@@ -93,12 +98,15 @@ def main():
     table(["prompt", "trained numbers", "correct", "accuracy", "95% interval", "answers ' positive'"],
           [(name, trained, f"{c}/{n_dev}", f"{c / n_dev:.1%}", f"{lo:.1%}..{hi:.1%}", f"{pos:.0%}")
            for name, trained, c, (lo, hi), pos in results])
-    print("   (the untuned soft prompt scores as the hard prompt: step 2 showed it gives the same logits)")
+    acc = {name: c / n_dev for name, _, c, _, _ in results}
+    report("08", "the tuned soft prompt beats zero-shot by >= 15 points, and the hard prompt and its own untuned "
+           "start", acc["tuned soft prompt"] >= acc["zero-shot"] + 0.15
+           and acc["tuned soft prompt"] > max(acc["hard prompt"], acc["untuned soft prompt"]), **acc)
 
     fig, ax = plt.subplots(figsize=(8, 5))
     acc = np.array([c / n_dev for _, _, c, _, _ in results])
     err = np.array([[a - lo, hi - a] for a, (_, _, _, (lo, hi), _) in zip(acc, results)]).T
-    bars = ax.bar(range(len(results)), acc, yerr=err, capsize=6, color=["grey", "C0", "C2"],
+    bars = ax.bar(range(len(results)), acc, yerr=err, capsize=6, color=["grey", "C0", "C1", "C2"],
                   label="accuracy (whiskers: 95% interval)")
     ax.bar_label(bars, labels=[f"{a:.1%}" for a in acc], label_type="center", color="white", fontweight="bold")
     ax.axhline(gold.mean(), color="crimson", ls="--", label=f"always ' positive' ({gold.mean():.1%})")

@@ -12,15 +12,18 @@ What it teaches
   Every run uses the same data, batches, learning rate and number of steps; only the start differs. So the
   curves show how the start alone shapes a short run.
 
+The claim, measured: the start matters more than the seed. Over 3 seeds, the range of the four starts' mean
+final validation losses exceeds every start's own range over seeds (the control: what the seed alone does).
+
 What to look at
   - the table: the norm of each start's vectors against wte's, and the validation loss before and after;
-  - lessons/out/09_initialization.png: the four loss curves on one plot (train per step, validation per
-    epoch).
+  - lessons/out/09_initialization.png: the four validation curves, mean and min..max band over seeds, with
+    the chance levels ln V (uniform over the vocabulary) and ln 2 (a coin between the labels).
 """
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, load, parse_args, sample, save_figure, table, tune
+from common import DATA, load, parse_args, report, sample, save_figure, table, tune
 
 from tinyprompt import data
 from tinyprompt.prompt import INIT_METHODS, init_prompt
@@ -31,6 +34,7 @@ LABEL_WORDS = "0= negative,1= positive"
 INIT_TEXT = "Is this movie review positive or negative?"
 COLUMNS = {"input_column": "text", "output_column": "label", "template": TEMPLATE}
 P, LR, BATCH, SEED = 8, 0.03, 8, 0
+SEEDS = (0, 1, 2)  # >= 3: a difference smaller than the spread over seeds is noise
 
 
 def main():
@@ -52,42 +56,53 @@ def main():
           f"{train_data.outputs()} in the first rows")
     print(f"   wte row norms: median {np.median(w_norms):.3f}, min {w_norms.min():.3f}, max {w_norms.max():.3f}")
 
-    runs = {}
-    for init in INIT_METHODS:
-        # the prompt train() starts from: the same call with the same arguments (init_prompt is deterministic)
-        start = init_prompt(init, P, model.wte, tok, INIT_TEXT, train_data.outputs(), SEED)
-        val0 = mean_loss(model, start, val_rows, BATCH, tok.eos_id)
-        _, metrics = tune(model, tok, f"09_{init}", data=str(train_path), val_data=str(val_path),
-                          num_virtual_tokens=P, init=init, init_text=INIT_TEXT if init == "text" else None,
-                          lr=LR, epochs=epochs, batch_size=BATCH, seed=SEED, label_words=LABEL_WORDS, quiet=True,
-                          **COLUMNS)
-        runs[init] = (start, val0, metrics)
-
-    shared = sum(any(np.array_equal(row, other) for other in runs["vocab"][0]) for row in runs["labels"][0])
+    runs = {init: [run_init(model, tok, init, seed, train_path, val_path, val_rows, train_data, epochs)
+                   for seed in SEEDS] for init in INIT_METHODS}  # init -> one (start, val0, metrics) per seed
+    shared = sum(any(np.array_equal(row, other) for other in runs["vocab"][0][0]) for row in runs["labels"][0][0])
     print(f"   (the labels start shares {shared} of its {P} vectors with the vocab start)")
-    print(f"\n2. the four starts, each tuned for {steps} steps (runs in lessons/out/09_<init>/)")
-    table(["init", "mean |vector| at start", "val loss at start", *(f"val loss epoch {e + 1}" for e in range(epochs)),
-           "train loss, last epoch"],
-          [(init, f"{np.linalg.norm(start, axis=1).mean():.3f}", f"{val0:.4f}",
-            *(f"{v:.4f}" for v in m["val_losses"]), f"{m['epoch_losses'][-1]:.4f}")
-           for init, (start, val0, m) in runs.items()])
+    final = {init: np.array([m["val_losses"][-1] for *_, m in r]) for init, r in runs.items()}  # [seeds]
+    print(f"\n2. the four starts x {len(SEEDS)} seeds (seed: the random/vocab draw and the batch order), each tuned "
+          f"for {steps} steps")
+    table(["init", "mean |vector| at start", "val loss at start (mean)", "val loss at the end: mean",
+           "min..max over seeds"],
+          [(init, f"{np.mean([np.linalg.norm(s, axis=1).mean() for s, _, _ in r]):.3f}",
+            f"{np.mean([v for _, v, _ in r]):.4f}", f"{final[init].mean():.4f}",
+            f"{final[init].min():.3f}..{final[init].max():.3f}") for init, r in runs.items()])
 
     fig, ax = plt.subplots(figsize=(10, 6))
-    for i, (init, (_, val0, m)) in enumerate(runs.items()):
-        per_epoch = m["steps_per_epoch"]
-        x = np.arange(1, len(m["step_losses"]) + 1) / per_epoch
-        ax.plot(x, m["step_losses"], color=f"C{i}", alpha=0.45, lw=1.2)
-        ax.plot(np.arange(epochs + 1), [val0, *m["val_losses"]], "o--", color=f"C{i}", lw=2, label=init)
-    ax.plot([], [], color="black", alpha=0.45, lw=1.2, label="thin: train loss of each step")
-    ax.plot([], [], "o--", color="black", lw=2, label="dashed: validation loss per epoch")
+    for i, (init, r) in enumerate(runs.items()):
+        curves = np.array([[v0, *m["val_losses"]] for _, v0, m in r])  # [seeds, epochs + 1]
+        ax.plot(np.arange(epochs + 1), curves.mean(0), "o-", color=f"C{i}", lw=2, label=f"{init} (mean)")
+        ax.fill_between(np.arange(epochs + 1), curves.min(0), curves.max(0), color=f"C{i}", alpha=0.2)
+    V = model.config.vocab_size
+    ax.axhline(np.log(V), color="crimson", ls=":", label=f"ln V = {np.log(V):.2f}: uniform over the vocabulary")
+    ax.axhline(np.log(2), color="crimson", ls="--", label=f"ln 2 = {np.log(2):.2f}: a coin between the 2 labels")
     ax.set_xticks(range(epochs + 1))
     ax.set_xlabel("epoch (0: before the first step)")
-    ax.set_ylabel("loss (cross-entropy, nats per scored token)")
-    ax.set_title(f"Lesson 09: four initialisations of P={P} virtual tokens, {n_train} SST-2 rows "
-                 f"({model.name_or_path})")
+    ax.set_ylabel("validation loss (cross-entropy of the label token, nats)")
+    ax.set_ylim(0, None)
+    ax.set_title(f"Lesson 09: four initialisations of P={P} virtual tokens, {len(SEEDS)} seeds each (band: "
+                 f"min..max), {n_train} SST-2 rows ({model.name_or_path})", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(title="colour: init", ncol=2)
+    ax.legend(fontsize=9)
     save_figure(fig, "09_initialization")
+    means = {k: float(v.mean()) for k, v in final.items()}
+    between = max(means.values()) - min(means.values())  # how much the start matters
+    within = max(float(v.max() - v.min()) for v in final.values())  # how much the seed alone matters (control)
+    report("09", "the start matters more than the seed: the range of the starts' mean final validation losses "
+           "exceeds every start's range over seeds", between > within, between=between, within=within, **means)
+
+
+def run_init(model, tok, init, seed, train_path, val_path, val_rows, train_data, epochs):
+    """Tune from one start with one seed -> (start [P, C], validation loss at the start, metrics)."""
+    # the prompt train() starts from: the same call with the same arguments (init_prompt is deterministic)
+    start = init_prompt(init, P, model.wte, tok, INIT_TEXT, train_data.outputs(), seed)
+    val0 = mean_loss(model, start, val_rows, BATCH, tok.eos_id)
+    _, metrics = tune(model, tok, f"09_{init}_{seed}", data=str(train_path), val_data=str(val_path),
+                      num_virtual_tokens=P, init=init, init_text=INIT_TEXT if init == "text" else None,
+                      lr=LR, epochs=epochs, batch_size=BATCH, seed=seed, label_words=LABEL_WORDS, quiet=True,
+                      **COLUMNS)
+    return start, val0, metrics
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ lessons/ first on sys.path, so `from common import ...` finds this file.
 import argparse
 import csv
 import json
+import math
 import os
 import statistics
 import time
@@ -29,17 +30,18 @@ FIGURE_LINE = "saved figure: "  # tests/test_lessons.py looks for lines starting
 
 
 def parse_args(doc):
-    """--model (default gpt2; tiny-random when gpt2 cannot be had) and --quick (small sizes, seconds)."""
+    """--model (default tiny-pretrained, shipped with the package: offline, seconds) and --quick (small sizes)."""
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gpt2",
-                        help="hub name, checkpoint folder, or tiny-random (default: gpt2)")
+    parser.add_argument("--model", default="tiny-pretrained",
+                        help="tiny-pretrained (default, offline), a hub name such as gpt2, a checkpoint folder, "
+                             "or tiny-random (random weights: the mechanics only)")
     parser.add_argument("--quick", action="store_true", help="small sizes so the lesson takes seconds")
     return parser.parse_args()
 
 
 def load(args):
-    """(model, tokenizer) for --model, falling back to tiny-random with a banner when it cannot be had."""
+    """(model, tokenizer) for --model, falling back to tiny-pretrained (one line says so) when it cannot be had."""
     model = tinyprompt.load_model_or_fallback(args.model)
     tok = tinyprompt.load_tokenizer(model.name_or_path)
     c = model.config
@@ -93,6 +95,24 @@ def tune(model, tok, name, **settings):
     lessons/out/<name>, replaced on every run of the lesson; -> (prompt [P, C], metrics)."""
     cfg = TrainConfig(model=model.name_or_path, out=str(OUT / name), overwrite=True, **settings)
     return train(cfg, model, tok)
+
+
+def report(lesson, claim, holds, **numbers):
+    """Write the lesson's one measured claim as lessons/out/<lesson>.json (tests/test_lessons.py reads it) and
+    print it as the lesson's last line."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    result = {"claim": claim, "holds": bool(holds), **{k: _plain(v) for k, v in numbers.items()}}
+    tmp = OUT / f"{lesson}.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(OUT / f"{lesson}.json")  # atomic: a test never reads half a file
+    print(f"claim {'HOLDS' if holds else 'DOES NOT HOLD'}: {claim}")
+    print(f"result: {json.dumps(result)}")
+    return result
+
+
+def _plain(v):
+    """NumPy scalars and arrays as JSON numbers and lists."""
+    return v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v
 
 
 def compare(name, ours, reference, **tolerances):
@@ -151,8 +171,11 @@ def timed(f, repeats):
     return statistics.median(times), result
 
 
-def plot_run(ax, metrics, val0, val_label, ylabel="loss (cross-entropy, nats per scored token)"):
-    """A run's losses on `ax`: each step's (faint), each epoch's mean, and validation from epoch 0 (dashed)."""
+def plot_run(ax, metrics, val0, val_label, ylabel="loss (cross-entropy, nats per scored token)", vocab_size=None):
+    """A run's losses on `ax`: each step's (faint), each epoch's mean, and validation from epoch 0 (dashed);
+    with vocab_size, the chance level ln V (a uniform guess over the vocabulary) as a dotted red line."""
+    if vocab_size:
+        ax.axhline(math.log(vocab_size), color="crimson", ls=":", label=f"ln V = {math.log(vocab_size):.2f} (uniform guess)")
     epochs = len(metrics["epoch_losses"])
     x_steps = np.arange(1, len(metrics["step_losses"]) + 1) / metrics["steps_per_epoch"]  # step s ends at s / n
     ax.plot(x_steps, metrics["step_losses"], color="C0", alpha=0.35, lw=1, label="train, each step (before its update)")

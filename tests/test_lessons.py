@@ -1,19 +1,39 @@
-"""Every lesson runs, offline, on tiny-random in its --quick mode, and writes the figures it says it wrote.
+"""Every lesson runs offline in its --quick mode on its default model (tiny-pretrained), writes the figures it
+says it wrote, and -- where a lesson measures a claim against a control -- the claim holds.
 
-The lessons are found by name (lessons/NN_*.py), so a new lesson is tested as soon as it exists.
+The lessons are found by name (lessons/NN_*.py), so a new lesson is tested as soon as it exists. They run once,
+two at a time (the machine has 2 cores), in a module fixture; each test reads its lesson's run.
 """
 
+import json
 import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
+OUT = ROOT / "lessons" / "out"
 FIGURE_LINE = "saved figure: "  # what lessons/common.py's save_figure prints
+CLAIMS = ["02", "05", "08", "09", "10", "11"]  # the lessons that report() a measured claim to lessons/out/NN.json
+
+
+def run_lesson(lesson):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"}
+    start = time.time()
+    run = subprocess.run([sys.executable, str(lesson), "--quick"], cwd=ROOT, env=env, check=False,
+                         capture_output=True, text=True, timeout=300)
+    return run, start, time.time() - start
+
+
+@pytest.fixture(scope="module")
+def runs():
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip([p.stem for p in LESSONS], pool.map(run_lesson, LESSONS)))
 
 
 def test_lessons_exist():
@@ -21,14 +41,12 @@ def test_lessons_exist():
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
-def test_lesson_runs_quick(lesson):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    start = time.time()
-    run = subprocess.run([sys.executable, str(lesson), "--model", "tiny-random", "--quick"], cwd=ROOT, env=env, check=False,
-                         capture_output=True, text=True, timeout=300)
+def test_lesson_runs_quick(runs, lesson):
+    run, start, seconds = runs[lesson.stem]
     output = f"--- stdout (end) ---\n{run.stdout[-4000:]}\n--- stderr (end) ---\n{run.stderr[-4000:]}"
     assert run.returncode == 0, f"{lesson.name} exited with {run.returncode}\n{output}"
-    assert "RANDOM weights" in run.stdout, f"{lesson.name} does not say its outputs come from random weights"
+    assert "tiny-pretrained" in run.stdout, f"{lesson.name} does not run on tiny-pretrained by default\n{output}"
+    assert seconds < 120, f"{lesson.name} --quick took {seconds:.0f} s (goal: 60 s on an idle 2-core machine)"
     figures = [line[len(FIGURE_LINE):].strip() for line in run.stdout.splitlines() if line.startswith(FIGURE_LINE)]
     assert figures, f"{lesson.name} saved no figure\n{output}"
     for figure in figures:
@@ -36,3 +54,14 @@ def test_lesson_runs_quick(lesson):
         assert path.is_file(), f"{lesson.name} printed {figure!r}, which does not exist"
         assert path.stat().st_mtime >= start - 1, f"{figure} was not written by this run"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{figure} is not a PNG"
+
+
+@pytest.mark.parametrize("number", CLAIMS)
+def test_lesson_claim_holds(runs, number):
+    (lesson,) = [p for p in LESSONS if p.stem.startswith(number)]
+    run, start, _ = runs[lesson.stem]
+    path = OUT / f"{number}.json"
+    assert path.is_file() and path.stat().st_mtime >= start - 1, f"{lesson.name} wrote no {path.name}\n{run.stdout[-2000:]}"
+    result = json.loads(path.read_text())
+    assert f"result: {json.dumps(result)}" in run.stdout, f"{lesson.name} did not print its result line"
+    assert result["holds"], f"{lesson.name}: the claim does not hold: {result}"
