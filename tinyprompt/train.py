@@ -296,6 +296,8 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
                 if not math.isfinite(norm):
                     raise stop("gradient norm", norm, epoch)
                 opt.step(prompt, grad, lr_at(step, cfg.lr, cfg.lr_schedule, cfg.warmup_steps, total_steps))
+                if not np.isfinite(prompt).all():  # checked after the update: a finite gradient can still overflow
+                    raise stop("updated prompt", "not finite", epoch)
                 step += 1
                 losses.append(loss)
                 history["step_losses"].append(loss)
@@ -303,7 +305,10 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
                     bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
             history["epoch_losses"].append(float(np.mean(losses)))
             if val_rows:
-                history["val_losses"].append(mean_loss(model, prompt, val_rows, cfg.batch_size, pad_id))
+                val_loss = mean_loss(model, prompt, val_rows, cfg.batch_size, pad_id)
+                if not math.isfinite(val_loss):
+                    raise stop("validation loss", val_loss, epoch)
+                history["val_losses"].append(val_loss)
             history["epoch_seconds"].append(time.perf_counter() - t0)
             val = f"  val loss {history['val_losses'][-1]:.4f}" if val_rows else ""
             say(f"epoch {epoch + 1}/{cfg.epochs}  train loss {history['epoch_losses'][-1]:.4f}{val}  "
@@ -316,7 +321,7 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
                                    "seconds_per_step": seconds / step}}
             save_prompt(out, prompt, model.config, cfg.model, init=init if init in INIT_METHODS else "random",
                         init_text=cfg.init_text if init == "text" else None, tokenizer_name_or_path=cfg.model)
-            atomic_write(out / METRICS, (json.dumps(metrics, indent=1) + "\n").encode())
+            atomic_write(out / METRICS, (json.dumps(metrics, indent=1, allow_nan=False) + "\n").encode())  # strict
             plot_losses(out / PLOT, history, steps_per_epoch,
                         f"prompt tuning {Path(cfg.model).name}: P={P}, {cfg.optimizer} lr {cfg.lr}")
             write_checkpoint(out / CHECKPOINT, cfg, prompt, opt, epoch + 1, step, history, data_hash)
