@@ -11,11 +11,12 @@ first successful save (swap_in), so a run that fails before then leaves the old 
 """
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,9 @@ from .prompt import CONFIG_NAME, WEIGHTS_NAME, atomic_write
 CHECKPOINT, METRICS, PLOT, LOCK = "checkpoint.npz", "metrics.json", "loss.png", ".lock"
 RUN_FILES = (CONFIG_NAME, WEIGHTS_NAME, METRICS, PLOT, CHECKPOINT)  # what --out must not already hold
 PLOT_MARGIN = 1 << 20  # bytes: loss.png (~50 kB), metrics.json, the adapter config, and room to spare
+# settings that may differ on --resume: where things are (the data is compared by content), how to start
+# (the checkpoint decides), how long (more epochs extend a run) and how loud
+RESUMABLE = {"data", "val_data", "out", "init", "init_text", "init_from", "epochs", "overwrite", "resume", "quiet"}
 HISTORY = ("step_losses", "epoch_losses", "val_losses", "epoch_seconds")
 MAX_EPOCHS = 10**6  # a checkpoint claiming more epochs (or steps) than this was not written by us
 
@@ -175,3 +179,40 @@ def read_checkpoint(path, n_embd):
                  f"{key} is {value.dtype} {list(value.shape)}")
             need(bool(np.isfinite(value).all()), f"{key} holds NaN or inf")
     return state
+
+
+def fingerprint(*example_lists):
+    """A hash of every row's ids and labels: --resume checks it is continuing on the same data."""
+    rows = [[[e.input_ids, e.labels] for e in examples] for examples in example_lists]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def check_resume(cfg, state, data_hash):
+    saved = state["config"]
+    for f in fields(cfg):
+        if f.name not in RESUMABLE and saved.get(f.name) != getattr(cfg, f.name):
+            raise TinyPromptError(f"--resume: {f.name} is {getattr(cfg, f.name)!r} but the run in {cfg.out} used "
+                                  f"{saved.get(f.name)!r}; resume with the same settings")
+    if str(state["data_hash"]) != data_hash:
+        raise TinyPromptError(f"--resume: the data differs from what the run in {cfg.out} was trained on")
+
+
+def plot_losses(path, history, steps_per_epoch, title):
+    """loss.png: per-step losses faint, the epoch means solid, validation dashed, against epochs."""
+    from matplotlib.figure import Figure  # no pyplot: no window, no global state; savefig uses Agg
+
+    fig = Figure(figsize=(7, 4.2))
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.92)  # fixed margins: a layout engine costs a draw
+    ax = fig.add_subplot()
+    steps = np.arange(1, len(history["step_losses"]) + 1) / steps_per_epoch  # step s ends at epoch s/n
+    ax.plot(steps, history["step_losses"], color="C0", alpha=0.3, lw=1, label="train, each step")
+    epochs = np.arange(1, len(history["epoch_losses"]) + 1)
+    ax.plot(epochs, history["epoch_losses"], "o-", color="C0", label="train, epoch mean")
+    if history["val_losses"]:
+        ax.plot(epochs, history["val_losses"], "s--", color="C1", label="validation")
+    ax.set(xlabel="epoch", ylabel="loss (cross-entropy, nats per token)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write(path, buf.getvalue())

@@ -18,13 +18,11 @@ at the checkpoint's epoch. Nothing in the loop is random except the batch order,
 exactly the steps of an uninterrupted one, bit for bit.
 """
 
-import hashlib
-import io
 import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +36,11 @@ from .run import (
     METRICS,
     PLOT,
     check_out,
+    check_resume,
     clean,
+    fingerprint,
     lock,
+    plot_losses,
     read_checkpoint,
     saving,
     swap_in,
@@ -48,9 +49,6 @@ from .run import (
 
 DEFAULT_VIRTUAL_TOKENS = 20  # Lester et al.: 20 tokens already get most of the gain of 100 on T5
 OPTIMIZERS = ("adamw", "sgd", "adafactor")
-# settings that may differ on --resume: where things are (the data is compared by content), how to start
-# (the checkpoint decides), how long (more epochs extend a run) and how loud
-RESUMABLE = {"data", "val_data", "out", "init", "init_text", "init_from", "epochs", "overwrite", "resume", "quiet"}
 
 
 @dataclass
@@ -111,22 +109,6 @@ def check_config(cfg):
     need(not (cfg.overwrite and cfg.resume), "give --overwrite or --resume, not both")
 
 
-def fingerprint(*example_lists):
-    """A hash of every row's ids and labels: --resume checks it is continuing on the same data."""
-    rows = [[[e.input_ids, e.labels] for e in examples] for examples in example_lists]
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
-
-
-def check_resume(cfg, state, data_hash):
-    saved = state["config"]
-    for f in fields(cfg):
-        if f.name not in RESUMABLE and saved.get(f.name) != getattr(cfg, f.name):
-            raise TinyPromptError(f"--resume: {f.name} is {getattr(cfg, f.name)!r} but the run in {cfg.out} used "
-                                  f"{saved.get(f.name)!r}; resume with the same settings")
-    if str(state["data_hash"]) != data_hash:
-        raise TinyPromptError(f"--resume: the data differs from what the run in {cfg.out} was trained on")
-
-
 def mean_loss(model, prompt, examples, batch_size, pad_id):
     """The loss over every counted token of `examples` (each batch's mean weighted by its token count)."""
     total = count = 0
@@ -134,27 +116,6 @@ def mean_loss(model, prompt, examples, batch_size, pad_id):
         n = int((labels != IGNORE_INDEX).sum())  # P >= 1: even a row's first token has a predictor
         total, count = total + model.loss(prompt, ids, labels) * n, count + n
     return total / count
-
-
-def plot_losses(path, history, steps_per_epoch, title):
-    """loss.png: per-step losses faint, the epoch means solid, validation dashed, against epochs."""
-    from matplotlib.figure import Figure  # no pyplot: no window, no global state; savefig uses Agg
-
-    fig = Figure(figsize=(7, 4.2))
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.92)  # fixed margins: a layout engine costs a draw
-    ax = fig.add_subplot()
-    steps = np.arange(1, len(history["step_losses"]) + 1) / steps_per_epoch  # step s ends at epoch s/n
-    ax.plot(steps, history["step_losses"], color="C0", alpha=0.3, lw=1, label="train, each step")
-    epochs = np.arange(1, len(history["epoch_losses"]) + 1)
-    ax.plot(epochs, history["epoch_losses"], "o-", color="C0", label="train, epoch mean")
-    if history["val_losses"]:
-        ax.plot(epochs, history["val_losses"], "s--", color="C1", label="validation")
-    ax.set(xlabel="epoch", ylabel="loss (cross-entropy, nats per token)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    atomic_write(path, buf.getvalue())
 
 
 def progress(items, desc, quiet):
