@@ -188,3 +188,9 @@ def test_a_tampered_checkpoint_fails_in_one_line(cfg, model, tok, tmp_path, name
     with pytest.raises(TinyPromptError, match=r"checkpoint.npz: corrupt checkpoint \(") as e:
         train(cfg(epochs=2, resume=True), model, tok)
     assert "\n" not in str(e.value) and message in str(e.value)
+
+
+@pytest.mark.parametrize(("optimizer", "lr"), [("adamw", 0.03), ("sgd", 0.1), ("adafactor", 0.3)])
+def test_each_optimizer_has_its_default_lr(cfg, model, tok, optimizer, lr):
+    _, metrics = train(cfg(optimizer=optimizer, lr=None, epochs=1), model, tok)
+    assert metrics["config"]["lr"] == lr

@@ -49,6 +49,10 @@ from .run import (
 
 DEFAULT_VIRTUAL_TOKENS = 20  # Lester et al.: 20 tokens already get most of the gain of 100 on T5
 OPTIMIZERS = ("adamw", "sgd", "adafactor")
+# the lr when --lr is not given. adamw: PEFT's prompt-tuning example. sgd: its step is lr * gradient, and a
+# prompt's gradients are small (the loss is spread over P*C numbers), so it needs more than Adam's normalised
+# step; 0.1 learns on the toy tasks without overflowing. adafactor: 0.3, what Lester et al. used.
+DEFAULT_LR = {"adamw": 0.03, "sgd": 0.1, "adafactor": 0.3}
 
 
 @dataclass
@@ -62,7 +66,7 @@ class TrainConfig:
     init: str = "vocab"  # random | vocab | text | labels (prompt.py); ignored with init_from
     init_text: str | None = None  # the text of init="text"
     init_from: str | None = None  # start from this saved adapter instead
-    lr: float = 0.03  # PEFT's prompt-tuning example (AdamW); Lester et al. used 0.3 with Adafactor
+    lr: float | None = None  # None: DEFAULT_LR[optimizer]
     epochs: int = 3
     batch_size: int = 8  # rows per micro-batch
     accumulation_steps: int = 1  # micro-batches per optimizer step
@@ -91,7 +95,7 @@ def check_config(cfg):
             raise TinyPromptError(message)
     need(cfg.data, "--data is required")
     need(cfg.out, "--out is required")
-    need(math.isfinite(cfg.lr) and cfg.lr > 0, f"--lr {cfg.lr}: must be a positive number")
+    need(cfg.lr is None or (math.isfinite(cfg.lr) and cfg.lr > 0), f"--lr {cfg.lr}: must be a positive number")
     for flag, value in (("epochs", cfg.epochs), ("batch-size", cfg.batch_size),
                         ("accumulation-steps", cfg.accumulation_steps)):
         need(value >= 1, f"--{flag} {value}: must be at least 1")
@@ -167,6 +171,8 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
     """Tune a prompt as `cfg` says; returns (prompt [P, C], metrics). `on_epoch_end(epoch, prompt, metrics)`
     runs after each epoch's files are written (the tests interrupt a run there)."""
     check_config(cfg)
+    if cfg.lr is None:
+        cfg = replace(cfg, lr=DEFAULT_LR[cfg.optimizer])
     out = Path(cfg.out)
     target = check_out(cfg, (cfg.num_virtual_tokens or DEFAULT_VIRTUAL_TOKENS) * MAX_EMBD * 4)
     with lock(out):
