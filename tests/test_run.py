@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import tinyprompt
+from tinyprompt.card import base_model
 from tinyprompt.errors import TinyPromptError
 from tinyprompt.optim import make_optimizer
 from tinyprompt.prompt import load_prompt
@@ -194,3 +195,15 @@ def test_a_tampered_checkpoint_fails_in_one_line(cfg, model, tok, tmp_path, name
 def test_each_optimizer_has_its_default_lr(cfg, model, tok, optimizer, lr):
     _, metrics = train(cfg(optimizer=optimizer, lr=None, epochs=1), model, tok)
     assert metrics["config"]["lr"] == lr
+
+
+def test_the_adapter_gets_a_model_card_and_an_absolute_base_model(cfg, model, tok, tmp_path, monkeypatch):
+    _, metrics = train(cfg(epochs=1), model, tok)
+    card = (tmp_path / "run" / "README.md").read_text()
+    for needed in ("base_model: tiny-random", "PROMPT_TUNING", "PeftModel.from_pretrained", "lr 0.1",
+                   f"train loss {metrics['epoch_losses'][-1]:.4f}", "(loss.png)"):
+        assert needed in card, needed
+    (tmp_path / "weights" / "gpt2").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert base_model("weights/gpt2") == str(tmp_path / "weights" / "gpt2")  # absolute, loadable from anywhere
+    assert base_model("gpt2") == "openai-community/gpt2"

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .card import base_model, write_card
 from .errors import TinyPromptError
-from .prompt import CONFIG_NAME, WEIGHTS_NAME, atomic_write
+from .prompt import CONFIG_NAME, INIT_METHODS, WEIGHTS_NAME, atomic_write, save_prompt
 
 CHECKPOINT, METRICS, PLOT, LOCK = "checkpoint.npz", "metrics.json", "loss.png", ".lock"
 RUN_FILES = (CONFIG_NAME, WEIGHTS_NAME, METRICS, PLOT, CHECKPOINT)  # what --out must not already hold
@@ -216,3 +217,18 @@ def plot_losses(path, history, steps_per_epoch, title):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     atomic_write(path, buf.getvalue())
+
+
+def save_epoch(out, cfg, model, prompt, opt, metrics, history, data_hash, steps_per_epoch):
+    """The epoch's files, the checkpoint last: it is the commit point --resume trusts."""
+    init = cfg.init
+    with saving(metrics["epochs_done"]):
+        base = base_model(cfg.model)
+        save_prompt(out, prompt, model.config, base, init=init if init in INIT_METHODS else "random",
+                    init_text=cfg.init_text if init == "text" else None, tokenizer_name_or_path=base)
+        atomic_write(out / METRICS, (json.dumps(metrics, indent=1, allow_nan=False) + "\n").encode())
+        plot_losses(out / PLOT, history, steps_per_epoch,
+                    f"prompt tuning {Path(cfg.model).name}: P={cfg.num_virtual_tokens}, {cfg.optimizer} lr {cfg.lr}")
+        write_card(out, cfg, metrics)
+        write_checkpoint(out / CHECKPOINT, cfg, prompt, opt, metrics["epochs_done"], metrics["steps_done"],
+                         history, data_hash)

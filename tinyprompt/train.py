@@ -30,21 +30,18 @@ import numpy as np
 from .data import IGNORE_INDEX, batches, load_data, num_batches, parse_label_words, split_validation
 from .errors import TinyPromptError
 from .optim import SCHEDULES, clip_grad_norm, lr_at, make_optimizer
-from .prompt import INIT_METHODS, atomic_write, init_prompt, load_prompt, save_prompt
+from .prompt import INIT_METHODS, init_prompt, load_prompt
 from .run import (
     CHECKPOINT,
     METRICS,
-    PLOT,
     check_out,
     check_resume,
     clean,
     fingerprint,
     lock,
-    plot_losses,
     read_checkpoint,
-    saving,
+    save_epoch,
     swap_in,
-    write_checkpoint,
 )
 
 DEFAULT_VIRTUAL_TOKENS = 20  # Lester et al.: 20 tokens already get most of the gain of 100 on T5
@@ -148,19 +145,6 @@ def optimizer_step(model, prompt, group, opt, cfg, lr, stop):
     if not np.isfinite(prompt).all():  # a finite gradient can still overflow float32 through a huge lr
         raise stop("updated prompt", "not finite")
     return loss
-
-
-def save_epoch(out, cfg, model, prompt, opt, metrics, history, data_hash, steps_per_epoch):
-    """The epoch's files, the checkpoint last: it is the commit point --resume trusts."""
-    init = cfg.init
-    with saving(metrics["epochs_done"]):
-        save_prompt(out, prompt, model.config, cfg.model, init=init if init in INIT_METHODS else "random",
-                    init_text=cfg.init_text if init == "text" else None, tokenizer_name_or_path=cfg.model)
-        atomic_write(out / METRICS, (json.dumps(metrics, indent=1, allow_nan=False) + "\n").encode())
-        plot_losses(out / PLOT, history, steps_per_epoch,
-                    f"prompt tuning {Path(cfg.model).name}: P={cfg.num_virtual_tokens}, {cfg.optimizer} lr {cfg.lr}")
-        write_checkpoint(out / CHECKPOINT, cfg, prompt, opt, metrics["epochs_done"], metrics["steps_done"],
-                         history, data_hash)
 
 
 MAX_EMBD = 1600  # gpt2-xl's width: --out is checked before the model (and its width) is known
