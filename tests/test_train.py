@@ -2,7 +2,6 @@
 continues exactly, accumulation averages, a diverging run stops and keeps its last good prompt, and the eval
 metrics agree with the loss and with greedy generation."""
 
-import importlib
 import json
 
 import numpy as np
@@ -17,7 +16,6 @@ from tinyprompt.prompt import load_prompt
 from tinyprompt.train import TrainConfig, mean_loss, train
 
 ROWS = [{"input": f"Q: {a} plus {b}?\nA:", "output": f" {a + b}"} for a in range(3) for b in range(3)]
-STEPS_PER_EPOCH = 3  # 9 rows, batch 3
 
 
 @pytest.fixture(scope="module")
@@ -129,44 +127,6 @@ def test_a_nan_stops_the_run_and_keeps_the_last_good_prompt(tmp_path, toy, model
     prompt, _ = load_prompt(tmp_path / "run")
     assert np.isfinite(prompt).all()
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_done"] == 1
-
-
-def test_an_update_that_overflows_stops_before_it_is_saved(tmp_path, toy, model, tok, monkeypatch):
-    """The loss and gradient are finite; the update is not (an lr blown up mid-run). The prompt is checked
-    after the update, so epoch 2 is never saved with an inf prompt and epoch 1 stays resumable."""
-    train_module = importlib.import_module("tinyprompt.train")  # the module: tinyprompt.train is the API function
-    real = train_module.make_optimizer
-
-    def overflowing(*args):
-        opt, steps = real(*args), []
-
-        def step(prompt, grad, lr):
-            steps.append(1)
-            opt.__class__.step(opt, prompt, grad, lr * (1e300 if len(steps) > STEPS_PER_EPOCH else 1))
-        opt.step = step
-        return opt
-
-    monkeypatch.setattr(train_module, "make_optimizer", overflowing)
-    with pytest.raises(TinyPromptError, match=r"epoch 2\): the updated prompt is not finite; stopped, the prompt "
-                                              r"of epoch 1 is kept"):
-        train(config(tmp_path, toy), model, tok)
-    assert np.isfinite(load_prompt(tmp_path / "run")[0]).all()
-    monkeypatch.setattr(train_module, "make_optimizer", real)
-    _, metrics = train(config(tmp_path, toy, resume=True), model, tok)  # resumes from epoch 1
-    assert metrics["epochs_done"] == 3 and np.isfinite(metrics["step_losses"]).all()
-
-
-def test_a_nan_validation_loss_stops_the_run_and_metrics_stay_strict_json(tmp_path, toy, model, tok, monkeypatch):
-    train_module = importlib.import_module("tinyprompt.train")  # the module: tinyprompt.train is the API function
-    calls = []
-    real = train_module.mean_loss
-    monkeypatch.setattr(train_module, "mean_loss", lambda *a: calls.append(1) or (real(*a) if len(calls) < 2
-                                                                                     else float("nan")))
-    with pytest.raises(TinyPromptError, match=r"the validation loss is nan; stopped, the prompt of epoch 1"):
-        train(config(tmp_path, toy, val_split=0.3), model, tok)
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text(),
-                         parse_constant=lambda c: pytest.fail(f"metrics.json holds {c}"))
-    assert metrics["epochs_done"] == 1
 
 
 def test_labels_init_with_label_words(tmp_path, model, tok):

@@ -141,8 +141,8 @@ def add_tune_parser(sub):
                         "labels: of the distinct outputs, the rest vocab (default: %(default)s)")
     p.add_argument("--init-text", help="the text for --init text (repeated or cut to P tokens, as PEFT does)")
     p.add_argument("--init-from", metavar="ADAPTER_DIR", help="start from a saved prompt (ours or PEFT's)")
-    p.add_argument("--lr", type=float, default=d.lr, help="learning rate, > 0 (default: %(default)s; "
-                                                          "Lester et al. used 0.3 with adafactor)")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate, > 0 (default: adamw 0.03, sgd 0.1, "
+                                                          "adafactor 0.3 as Lester et al.)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="passes over --data (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per batch (default: %(default)s)")
     p.add_argument("--accumulation-steps", type=int, default=d.accumulation_steps,

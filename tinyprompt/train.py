@@ -18,13 +18,11 @@ at the checkpoint's epoch. Nothing in the loop is random except the batch order,
 exactly the steps of an uninterrupted one, bit for bit.
 """
 
-import hashlib
-import io
 import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,23 +30,26 @@ import numpy as np
 from .data import IGNORE_INDEX, batches, load_data, num_batches, parse_label_words, split_validation
 from .errors import TinyPromptError
 from .optim import SCHEDULES, clip_grad_norm, lr_at, make_optimizer
-from .prompt import (
-    CONFIG_NAME,
-    INIT_METHODS,
-    WEIGHTS_NAME,
-    atomic_write,
-    init_prompt,
-    load_prompt,
-    save_prompt,
+from .prompt import INIT_METHODS, init_prompt, load_prompt
+from .run import (
+    CHECKPOINT,
+    METRICS,
+    check_out,
+    check_resume,
+    clean,
+    fingerprint,
+    lock,
+    read_checkpoint,
+    save_epoch,
+    swap_in,
 )
 
 DEFAULT_VIRTUAL_TOKENS = 20  # Lester et al.: 20 tokens already get most of the gain of 100 on T5
 OPTIMIZERS = ("adamw", "sgd", "adafactor")
-CHECKPOINT, METRICS, PLOT = "checkpoint.npz", "metrics.json", "loss.png"
-RUN_FILES = (CONFIG_NAME, WEIGHTS_NAME, METRICS, PLOT, CHECKPOINT)  # what --out must not already hold
-# settings that may differ on --resume: where things are (the data is compared by content), how to start
-# (the checkpoint decides), how long (more epochs extend a run) and how loud
-RESUMABLE = {"data", "val_data", "out", "init", "init_text", "init_from", "epochs", "overwrite", "resume", "quiet"}
+# the lr when --lr is not given. adamw: PEFT's prompt-tuning example. sgd: its step is lr * gradient, and a
+# prompt's gradients are small (the loss is spread over P*C numbers), so it needs more than Adam's normalised
+# step; 0.1 learns on the toy tasks without overflowing. adafactor: 0.3, what Lester et al. used.
+DEFAULT_LR = {"adamw": 0.03, "sgd": 0.1, "adafactor": 0.3}
 
 
 @dataclass
@@ -62,7 +63,7 @@ class TrainConfig:
     init: str = "vocab"  # random | vocab | text | labels (prompt.py); ignored with init_from
     init_text: str | None = None  # the text of init="text"
     init_from: str | None = None  # start from this saved adapter instead
-    lr: float = 0.03  # PEFT's prompt-tuning example (AdamW); Lester et al. used 0.3 with Adafactor
+    lr: float | None = None  # None: DEFAULT_LR[optimizer]
     epochs: int = 3
     batch_size: int = 8  # rows per micro-batch
     accumulation_steps: int = 1  # micro-batches per optimizer step
@@ -91,7 +92,7 @@ def check_config(cfg):
             raise TinyPromptError(message)
     need(cfg.data, "--data is required")
     need(cfg.out, "--out is required")
-    need(math.isfinite(cfg.lr) and cfg.lr > 0, f"--lr {cfg.lr}: must be a positive number")
+    need(cfg.lr is None or (math.isfinite(cfg.lr) and cfg.lr > 0), f"--lr {cfg.lr}: must be a positive number")
     for flag, value in (("epochs", cfg.epochs), ("batch-size", cfg.batch_size),
                         ("accumulation-steps", cfg.accumulation_steps)):
         need(value >= 1, f"--{flag} {value}: must be at least 1")
@@ -109,57 +110,6 @@ def check_config(cfg):
     need(not (cfg.overwrite and cfg.resume), "give --overwrite or --resume, not both")
 
 
-def check_out(cfg):
-    """--out may hold a run only with --overwrite (replace it) or --resume (continue it)."""
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise TinyPromptError(f"--out {out}: a file, not a directory")
-    if cfg.resume:
-        if not (out / CHECKPOINT).is_file():
-            raise TinyPromptError(f"--resume: {out} has no {CHECKPOINT} to continue from")
-        return
-    held = [name for name in RUN_FILES if (out / name).exists()]
-    if held and not cfg.overwrite:
-        raise TinyPromptError(f"--out {out} already holds a run ({', '.join(held)}): pass --overwrite to "
-                              "replace it or --resume to continue it")
-
-
-def read_checkpoint(path):
-    try:
-        with np.load(path) as f:
-            state = {k: f[k] for k in f.files}
-        state["config"] = json.loads(str(state["config"]))
-        state["epoch"], state["step"] = int(state["epoch"]), int(state["step"])
-        return state
-    except Exception as e:  # noqa: BLE001 (zipfile, numpy and json each raise their own kind)
-        raise TinyPromptError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
-
-
-def write_checkpoint(path, cfg, prompt, opt, epoch, step, history, data_hash):
-    arrays = {f"optim.{k}": v for k, v in opt.state_dict().items()}
-    arrays.update({k: np.array(v, dtype=np.float64) for k, v in history.items()})
-    buf = io.BytesIO()
-    np.savez(buf, prompt=prompt, epoch=epoch, step=step, config=json.dumps(asdict(cfg)), data_hash=data_hash,
-             **arrays)
-    atomic_write(path, buf.getvalue())
-
-
-def fingerprint(*example_lists):
-    """A hash of every row's ids and labels: --resume checks it is continuing on the same data."""
-    rows = [[[e.input_ids, e.labels] for e in examples] for examples in example_lists]
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
-
-
-def check_resume(cfg, state, data_hash):
-    saved = state["config"]
-    for f in fields(cfg):
-        if f.name not in RESUMABLE and saved.get(f.name) != getattr(cfg, f.name):
-            raise TinyPromptError(f"--resume: {f.name} is {getattr(cfg, f.name)!r} but the run in {cfg.out} used "
-                                  f"{saved.get(f.name)!r}; resume with the same settings")
-    if str(state["data_hash"]) != data_hash:
-        raise TinyPromptError(f"--resume: the data differs from what the run in {cfg.out} was trained on")
-
-
 def mean_loss(model, prompt, examples, batch_size, pad_id):
     """The loss over every counted token of `examples` (each batch's mean weighted by its token count)."""
     total = count = 0
@@ -167,27 +117,6 @@ def mean_loss(model, prompt, examples, batch_size, pad_id):
         n = int((labels != IGNORE_INDEX).sum())  # P >= 1: even a row's first token has a predictor
         total, count = total + model.loss(prompt, ids, labels) * n, count + n
     return total / count
-
-
-def plot_losses(path, history, steps_per_epoch, title):
-    """loss.png: per-step losses faint, the epoch means solid, validation dashed, against epochs."""
-    from matplotlib.figure import Figure  # no pyplot: no window, no global state; savefig uses Agg
-
-    fig = Figure(figsize=(7, 4.2))
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.92)  # fixed margins: a layout engine costs a draw
-    ax = fig.add_subplot()
-    steps = np.arange(1, len(history["step_losses"]) + 1) / steps_per_epoch  # step s ends at epoch s/n
-    ax.plot(steps, history["step_losses"], color="C0", alpha=0.3, lw=1, label="train, each step")
-    epochs = np.arange(1, len(history["epoch_losses"]) + 1)
-    ax.plot(epochs, history["epoch_losses"], "o-", color="C0", label="train, epoch mean")
-    if history["val_losses"]:
-        ax.plot(epochs, history["val_losses"], "s--", color="C1", label="validation")
-    ax.set(xlabel="epoch", ylabel="loss (cross-entropy, nats per token)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    atomic_write(path, buf.getvalue())
 
 
 def progress(items, desc, quiet):
@@ -199,14 +128,43 @@ def progress(items, desc, quiet):
     return tqdm(items, desc=desc, unit="step", leave=False, dynamic_ncols=True)
 
 
+def optimizer_step(model, prompt, group, opt, cfg, lr, stop):
+    """One update of `prompt` (in place) from a group of micro-batches; returns the loss before the update.
+    `stop(what, value)` is raised on the first non-finite loss, gradient norm or updated prompt."""
+    loss, grad = 0.0, np.zeros_like(prompt)
+    for ids, labels in group:
+        micro_loss, micro_grad = model.loss_and_grad(prompt, ids, labels)
+        loss, grad = loss + micro_loss, grad + micro_grad
+    loss, grad = loss / len(group), grad / np.float32(len(group))
+    if not math.isfinite(loss):
+        raise stop("loss", loss)
+    norm = clip_grad_norm(grad, cfg.max_grad_norm) if cfg.max_grad_norm else float(np.linalg.norm(grad))
+    if not math.isfinite(norm):
+        raise stop("gradient norm", norm)
+    opt.step(prompt, grad, lr)
+    if not np.isfinite(prompt).all():  # a finite gradient can still overflow float32 through a huge lr
+        raise stop("updated prompt", "not finite")
+    return loss
+
+
+MAX_EMBD = 1600  # gpt2-xl's width: --out is checked before the model (and its width) is known
+
+
 @np.errstate(over="ignore", invalid="ignore")  # a diverging run is caught below, in one line, not in warnings
 def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
     """Tune a prompt as `cfg` says; returns (prompt [P, C], metrics). `on_epoch_end(epoch, prompt, metrics)`
     runs after each epoch's files are written (the tests interrupt a run there)."""
     check_config(cfg)
-    check_out(cfg)
+    if cfg.lr is None:
+        cfg = replace(cfg, lr=DEFAULT_LR[cfg.optimizer])
     out = Path(cfg.out)
-    state = read_checkpoint(out / CHECKPOINT) if cfg.resume else None
+    target = check_out(cfg, (cfg.num_virtual_tokens or DEFAULT_VIRTUAL_TOKENS) * MAX_EMBD * 4)
+    with lock(out):
+        clean(target, out)
+        return _train(cfg, out, target, model, tokenizer, on_epoch_end)
+
+
+def _train(cfg, out, target, model, tokenizer, on_epoch_end):
     if model is None:
         from .api import load_model
 
@@ -215,6 +173,7 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
         from .api import load_tokenizer
 
         tokenizer = load_tokenizer(cfg.model)
+    state = read_checkpoint(out / CHECKPOINT, model.config.n_embd) if cfg.resume else None
     # P first: how much context is left for the rows depends on it
     start, init, init_text = None, cfg.init, cfg.init_text
     if state is not None:
@@ -250,8 +209,6 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
         opt.load_state_dict({k[len("optim."):]: v for k, v in state.items() if k.startswith("optim.")})
         first_epoch, step = state["epoch"], state["step"]
         history = {k: state[k].tolist() for k in history}
-    elif cfg.overwrite:
-        (out / CHECKPOINT).unlink(missing_ok=True)  # the replaced run's state must not be resumed into this one
     micro = num_batches(len(train_rows), cfg.batch_size)
     steps_per_epoch = num_batches(micro, cfg.accumulation_steps)
     total_steps = cfg.epochs * steps_per_epoch
@@ -270,7 +227,8 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
                      "max_length": max_length, "truncated_rows": data.truncated_rows,
                      "truncated_tokens": data.truncated_tokens, "dropped_rows": data.dropped_rows}}
 
-    def stop(what, value, epoch):
+    def stop(what, value):
+        epoch = len(history["epoch_losses"])
         kept = f"the prompt of epoch {epoch} is kept in {out}" if epoch else "no prompt was saved"
         return TinyPromptError(f"step {step + 1} (epoch {epoch + 1}): the {what} is {value}; stopped, {kept}. "
                                "Try a smaller --lr or --max-grad-norm")
@@ -285,30 +243,19 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
             losses = []
             bar = progress(groups, f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet)
             for group in bar:
-                loss, grad = 0.0, np.zeros_like(prompt)
-                for ids, labels in group:
-                    micro_loss, micro_grad = model.loss_and_grad(prompt, ids, labels)
-                    loss, grad = loss + micro_loss, grad + micro_grad
-                loss, grad = loss / len(group), grad / np.float32(len(group))
-                if not math.isfinite(loss):
-                    raise stop("loss", loss, epoch)
-                norm = clip_grad_norm(grad, cfg.max_grad_norm) if cfg.max_grad_norm else float(np.linalg.norm(grad))
-                if not math.isfinite(norm):
-                    raise stop("gradient norm", norm, epoch)
-                opt.step(prompt, grad, lr_at(step, cfg.lr, cfg.lr_schedule, cfg.warmup_steps, total_steps))
-                if not np.isfinite(prompt).all():  # checked after the update: a finite gradient can still overflow
-                    raise stop("updated prompt", "not finite", epoch)
+                lr = lr_at(step, cfg.lr, cfg.lr_schedule, cfg.warmup_steps, total_steps)
+                loss = optimizer_step(model, prompt, group, opt, cfg, lr, stop)
                 step += 1
                 losses.append(loss)
                 history["step_losses"].append(loss)
                 if bar is not groups:
                     bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
-            history["epoch_losses"].append(float(np.mean(losses)))
-            if val_rows:
+            if val_rows:  # before the epoch counts as done: a non-finite one stops the run unsaved
                 val_loss = mean_loss(model, prompt, val_rows, cfg.batch_size, pad_id)
                 if not math.isfinite(val_loss):
-                    raise stop("validation loss", val_loss, epoch)
+                    raise stop("validation loss", val_loss)
                 history["val_losses"].append(val_loss)
+            history["epoch_losses"].append(float(np.mean(losses)))
             history["epoch_seconds"].append(time.perf_counter() - t0)
             val = f"  val loss {history['val_losses'][-1]:.4f}" if val_rows else ""
             say(f"epoch {epoch + 1}/{cfg.epochs}  train loss {history['epoch_losses'][-1]:.4f}{val}  "
@@ -319,12 +266,10 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
                        "steps_per_epoch": steps_per_epoch, **{k: history[k] for k in history if k != "epoch_seconds"},
                        "timings": {"epoch_seconds": history["epoch_seconds"], "total_seconds": seconds,
                                    "seconds_per_step": seconds / step}}
-            save_prompt(out, prompt, model.config, cfg.model, init=init if init in INIT_METHODS else "random",
-                        init_text=cfg.init_text if init == "text" else None, tokenizer_name_or_path=cfg.model)
-            atomic_write(out / METRICS, (json.dumps(metrics, indent=1, allow_nan=False) + "\n").encode())  # strict
-            plot_losses(out / PLOT, history, steps_per_epoch,
-                        f"prompt tuning {Path(cfg.model).name}: P={P}, {cfg.optimizer} lr {cfg.lr}")
-            write_checkpoint(out / CHECKPOINT, cfg, prompt, opt, epoch + 1, step, history, data_hash)
+            save_epoch(target, cfg, model, prompt, opt, metrics, history, data_hash, steps_per_epoch)
+            if target != out:  # --overwrite: the new run has its first save, only now may the old one go
+                swap_in(target, out)
+                target = out
             if on_epoch_end is not None:
                 on_epoch_end(epoch, prompt, metrics)
     except KeyboardInterrupt:
