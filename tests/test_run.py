@@ -134,6 +134,7 @@ def test_overwrite_swaps_only_after_the_first_save(cfg, model, tok, monkeypatch,
     with pytest.raises(TinyPromptError, match="could not save"):
         train(cfg(epochs=2, lr=0.2, overwrite=True), model, tok)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old run, untouched
+    assert not (tmp_path / "run.new").exists()  # the unfinished new run is cleared away
     monkeypatch.undo()
     train(cfg(epochs=2, lr=0.2, overwrite=True), model, tok)
     assert epochs_on_disk(out) == 2 and json.loads((out / "metrics.json").read_text())["config"]["lr"] == 0.2

@@ -20,6 +20,7 @@ exactly the steps of an uninterrupted one, bit for bit.
 
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -41,6 +42,7 @@ from .run import (
     lock,
     read_checkpoint,
     save_epoch,
+    staging,
     swap_in,
 )
 
@@ -161,7 +163,10 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
     target = check_out(cfg, (cfg.num_virtual_tokens or DEFAULT_VIRTUAL_TOKENS) * MAX_EMBD * 4)
     with lock(out):
         clean(target, out)
-        return _train(cfg, out, target, model, tokenizer, on_epoch_end)
+        try:
+            return _train(cfg, out, target, model, tokenizer, on_epoch_end)
+        finally:
+            shutil.rmtree(staging(out), ignore_errors=True)  # an --overwrite that failed before its first save
 
 
 def _train(cfg, out, target, model, tokenizer, on_epoch_end):
