@@ -73,7 +73,7 @@ def test_tune_writes_a_run(home):
     assert metrics["config"]["num_virtual_tokens"] == 4 and metrics["data"]["val_rows"] == 3
     assert (home / "run" / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in (home / "run").iterdir()) == [
-        "adapter_config.json", "adapter_model.safetensors", "checkpoint.npz", "loss.png", "metrics.json"]
+        "README.md", "adapter_config.json", "adapter_model.safetensors", "checkpoint.npz", "loss.png", "metrics.json"]
 
 
 def test_tune_prints_one_line_per_epoch(home, tmp_path):
