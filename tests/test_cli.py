@@ -64,7 +64,7 @@ def corrupt(home):
 BAD_INPUTS = {  # name: (arguments after `generate`, what the one error line must mention)
     "unknown model offline": (["--model", "gpt2"], "'gpt2' (openai-community/gpt2) is not in the Hugging Face cache"),
     "no such local folder": (["--model", "./no/such/folder"], "no such folder"),
-    "corrupt safetensors": (["--model", "{corrupt}"], "model.safetensors: corrupt header"),
+    "corrupt safetensors": (["--model", "{corrupt}"], "model.safetensors: 100 bytes, but config.json describes"),
     "longer than the context": (["--model", "tiny-random", "--max-new-tokens", "2000"], "n_positions=1024"),
     "no such prompt folder": (["--model", "tiny-random", "--prompt", "./no/such/adapter"], "no such adapter"),
 }

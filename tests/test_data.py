@@ -29,6 +29,7 @@ class ByteTokenizer:
 
     eos_id = 256
     vocab_size = 257
+    max_token_chars = 1  # a token is one byte, never more than one character
 
     def encode(self, text):
         return list(text.encode("utf-8"))

@@ -10,7 +10,8 @@ import pytest
 import safetensors.numpy
 
 from tinyprompt.errors import TinyPromptError
-from tinyprompt.prompt import init_prompt, load_prompt, nearest_tokens, save_prompt
+from tinyprompt.prompt import TENSOR_NAME, WEIGHTS_NAME, init_prompt, load_prompt, nearest_tokens, save_prompt
+from tinyprompt.weights import GPT2Config
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 V, C = 6000, 8
@@ -176,3 +177,15 @@ def test_nearest_tokens(wte):
     unit = wte / np.linalg.norm(wte, axis=1, keepdims=True)
     brute = np.argsort(-(prompt / np.linalg.norm(prompt, axis=1, keepdims=True)) @ unit.T, axis=1)[:, :5]
     np.testing.assert_array_equal(ids, brute)
+
+
+def test_bf16_adapter_is_read_as_float32(tmp_path):
+    """PEFT can save a prompt in bfloat16; load_prompt widens it (bfloat16 = the top 16 bits of a float32)."""
+    values = np.array([[1.0, -2.5], [3.140625, 0.5]], np.float32)  # exactly representable in bfloat16
+    save_prompt(tmp_path, values, GPT2Config(10, 8, 2, 1, 1))
+    header = json.dumps({TENSOR_NAME: {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]}}).encode()
+    top_half = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
+    (tmp_path / WEIGHTS_NAME).write_bytes(len(header).to_bytes(8, "little") + header + top_half)
+    prompt, _ = load_prompt(tmp_path, n_embd=2)
+    assert prompt.dtype == np.float32
+    np.testing.assert_array_equal(prompt, values)

@@ -37,10 +37,30 @@ def cmd_download(args):
     print(f"{args.model}: {download(args.model, args.to)}")
 
 
+def check_sampling_args(args):
+    """Refuse sampling settings that have no meaning, before the model loads."""
+    import math
+
+    checks = [("--max-new-tokens", args.max_new_tokens, args.max_new_tokens >= 0, "at least 0"),
+              ("--temperature", args.temperature, math.isfinite(args.temperature) and args.temperature >= 0,
+               "a finite number >= 0"),
+              ("--top-k", args.top_k, args.top_k >= 0, "at least 0 (0 = all tokens)"),
+              ("--top-p", args.top_p, 0 < args.top_p <= 1, "in (0, 1]"),
+              ("--repetition-penalty", args.repetition_penalty,
+               math.isfinite(args.repetition_penalty) and args.repetition_penalty > 0, "a finite number > 0"),
+              ("--seed", args.seed, args.seed >= 0, "at least 0")]
+    for flag, value, ok, rule in checks:
+        if not ok:
+            raise TinyPromptError(f"{flag} {value}: must be {rule}")
+
+
 def cmd_generate(args):
     from .api import load_model, load_tokenizer
     from .generate import generate
 
+    check_sampling_args(args)
+    if not args.text:
+        raise TinyPromptError("the text to continue is empty: give at least one character")
     model, tok = load_model(args.model), load_tokenizer(args.model)
     prompts = [None]
     if args.prompt:
@@ -88,11 +108,16 @@ def cmd_eval(args):
         raise TinyPromptError("--batch-size and --limit must be at least 1")
     words = parse_label_words(args.label_words) if args.label_words else None
     labels = args.labels.split(",") if args.labels else (list(dict.fromkeys(words.values())) if words else None)
+    if args.labels and len(set(labels)) < len(labels):
+        raise TinyPromptError(f"--labels {args.labels!r}: a label appears twice")
     model, tok = load_model(args.model), load_tokenizer(args.model)
     runs = [(d, load_prompt(d, model.config.n_embd)[0], []) for d in args.prompt or []]
     runs += [(f"hard: {text!r}", None, tok.encode(text)) for text in args.hard_prompt or []]
     runs = runs or [("(no prompt)", None, [])]
     longest = max((0 if p is None else len(p)) + len(prefix) for _, p, prefix in runs)
+    if longest >= model.config.n_positions:
+        raise TinyPromptError(f"a prompt of {longest} tokens leaves no room for a row in the model's context of "
+                              f"{model.config.n_positions} positions")
     data = load_data(args.data, tok, args.template, model.config.n_positions - longest, False, args.input_column,
                      args.output_column, args.text_column, words)
     if labels and data.kind != "pairs":
@@ -104,6 +129,16 @@ def cmd_eval(args):
     print(format_results(results))
 
 
+def offline_base_model(adapter, base):
+    """The adapter's base model if it needs no download (a local folder or a shipped model): `inspect` reads a
+    file someone else may have written, so a name in it must not make us fetch from the hub."""
+    from pathlib import Path
+
+    if base in ("tiny-random", "tiny-pretrained") or (base and Path(base).expanduser().is_dir()):
+        return base
+    raise TinyPromptError(f"{adapter}: its base model {base!r} is not a local folder: name it with --model")
+
+
 def cmd_inspect(args):
     from .api import load_model, load_tokenizer
     from .evaluate import inspect_prompt
@@ -112,7 +147,7 @@ def cmd_inspect(args):
     if args.k < 1:
         raise TinyPromptError(f"--k {args.k}: must be at least 1")
     prompt, fields = load_prompt(args.adapter)
-    name = args.model or fields.get("base_model_name_or_path") or "gpt2"
+    name = args.model or offline_base_model(args.adapter, fields.get("base_model_name_or_path"))
     model, tok = load_model(name), load_tokenizer(name)
     print(f"{args.adapter}: {prompt.shape[0]} virtual tokens x {prompt.shape[1]} channels, model {name}")
     print("\n".join(inspect_prompt(prompt, model.wte, tok, args.k)))
@@ -168,8 +203,26 @@ def add_tune_parser(sub):
     p.set_defaults(run=cmd_tune)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line `error: ...` (exit 2) instead of the whole usage text."""
+
+    def error(self, message):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def check_text(argv):
+    """The edge for text: arguments that are not valid UTF-8 reach Python as lone surrogates
+    (surrogateescape); refuse them here, once, instead of letting them fail deep inside."""
+    for i, arg in enumerate(argv):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TinyPromptError(f"argument {i + 1} {arg!r} is not valid UTF-8 text") from None
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="tinyprompt", description="Soft prompt tuning on GPT-2, in NumPy.")
+    parser = Parser(prog="tinyprompt", description="Soft prompt tuning on GPT-2, in NumPy.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("download", help="fetch a model into the Hugging Face cache (or a copy into --to DIR)",
@@ -215,8 +268,10 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        check_text(argv)
+        args = build_parser().parse_args(argv)
         args.run(args)
     except TinyPromptError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -113,6 +113,8 @@ def _jsonl(f, path):
             record = json.loads(text)
         except json.JSONDecodeError as e:
             raise TinyPromptError(f"{path}:{line}: malformed JSON ({e.msg} at column {e.colno})") from None
+        except (ValueError, RecursionError) as e:  # an int of more than 4300 digits; nesting deeper than ~1000
+            raise TinyPromptError(f"{path}:{line}: unreadable JSON row ({type(e).__name__}: {e})") from None
         if not isinstance(record, dict):
             raise TinyPromptError(f"{path}:{line}: a row must be a JSON object, got {type(record).__name__}")
         yield line, record
@@ -149,23 +151,33 @@ def tokenize(rows, kind, tokenizer, template="{input}", max_length=None, truncat
     (= n_positions - P) raise, or with truncate=True keep their first max_length tokens and are counted."""
     if kind == "pairs":
         check_template(template)
+    if max_length is not None and max_length < 1:
+        raise TinyPromptError(f"{path}: no row fits: the prompt in front already fills the model's context "
+                              f"({1 - max_length} positions too many for even one token)")
     data = Dataset([], str(path), kind)
     eos = tokenizer.eos_id
+    # A text longer than this has more than max_length tokens: encode only this much of it, so a 20 MB row
+    # costs a few kB of tokens, not millions of them (and gigabytes), before it is refused or truncated.
+    # (Not with truncate: it reports how many tokens were cut, so it needs them all.)
+    cap = None if max_length is None or truncate else (max_length + 1) * tokenizer.max_token_chars
     for line, row in rows:
         where = f"{path}:{line}"
+        texts = [template.format(input=row["input"]), row["output"]] if kind == "pairs" else [row["text"]]
+        cut = cap is not None and any(len(text) > cap for text in texts)
+        encoded = [tokenizer.encode(text[:cap]) for text in texts]
         if kind == "pairs":
-            prompt_ids = tokenizer.encode(template.format(input=row["input"]))
-            answer = tokenizer.encode(row["output"]) + [eos]
+            prompt_ids, answer = encoded[0], encoded[1] + [eos]
             ids, labels = prompt_ids + answer, [IGNORE_INDEX] * len(prompt_ids) + answer
             n_input, output = len(prompt_ids), row["output"]
         else:
-            ids = tokenizer.encode(row["text"])
+            ids = encoded[0]
             labels, n_input, output = list(ids), 0, None
             if not ids:
                 raise TinyPromptError(f"{where}: empty text")
         if max_length is not None and len(ids) > max_length:
             if not truncate:
-                raise TinyPromptError(f"{where}: {len(ids)} tokens, but only {max_length} fit after the virtual"
+                size = f"over {len(ids)}" if cut else f"{len(ids)}"
+                raise TinyPromptError(f"{where}: {size} tokens, but only {max_length} fit after the virtual"
                                       " tokens (shorten the row, use fewer virtual tokens, or --truncate)")
             # keep the start, like a tokenizer's truncation="right"; the end of the answer is what is lost
             data.truncated_rows += 1

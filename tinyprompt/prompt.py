@@ -24,10 +24,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import safetensors
 import safetensors.numpy
 
 from tinyprompt.errors import TinyPromptError
+from tinyprompt.weights import read_safetensors
 
 INIT_METHODS = ("random", "vocab", "text", "labels")
 FREQUENT_TOKENS = 5000  # Lester et al. sample the init from the 5,000 most common tokens
@@ -162,11 +162,7 @@ def load_prompt(directory, n_embd=None):
         hint = " (adapter_model.bin is not read: save with safe_serialization=True)" \
             if (directory / "adapter_model.bin").is_file() else ""
         raise TinyPromptError(f"{directory}: no {WEIGHTS_NAME}{hint}")
-    try:
-        tensors = safetensors.numpy.load_file(weights_path)
-    # the Rust parser's own error (a bad header, a truncated file), or numpy's for a dtype it lacks (bfloat16)
-    except (safetensors.SafetensorError, TypeError, ValueError, OSError) as e:
-        raise TinyPromptError(f"{weights_path}: corrupt or unsupported safetensors file ({e})") from None
+    tensors = read_safetensors(weights_path)  # F16 / BF16 (PEFT can write them) arrive as float32
     if TENSOR_NAME not in tensors:
         raise TinyPromptError(f"{weights_path}: no tensor {TENSOR_NAME!r} (found {sorted(tensors)})")
     prompt = tensors[TENSOR_NAME]

@@ -30,7 +30,12 @@ class Tokenizer:
     def __init__(self, backend: tokenizers.Tokenizer):
         self.backend = backend
         self.eos_id = backend.token_to_id(EOS)  # 50256: ends a document, GPT-2 has no other special token
+        if self.eos_id is None:
+            raise TinyPromptError(f"the vocabulary has no {EOS} token, which ends every training row")
         self.vocab_size = backend.get_vocab_size()  # 50257
+        # No token covers more characters than its stored piece has (byte-level: one per byte; 66 for
+        # GPT-2), so a text of more than k * max_token_chars characters has more than k tokens.
+        self.max_token_chars = max(map(len, backend.get_vocab()))
 
     def encode(self, text: str) -> list[int]:
         # add_special_tokens=False: GPT-2 adds no BOS/EOS around text; "<|endoftext|>" written in the

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +23,10 @@ from safetensors.numpy import save
 
 from tinyprompt.errors import TinyPromptError
 from tinyprompt.tokenizer import write_tokenizer_json
+
+# Upper bounds, checked before anything is allocated: a config.json is input like any other file, and
+# n_layer = 10**9 must not start a loop over a billion blocks. Each is far above any released GPT-2's.
+LIMITS = {"vocab_size": 1_000_000, "n_positions": 65_536, "n_embd": 16_384, "n_layer": 512, "n_head": 1024}
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,13 @@ class GPT2Config:
     layer_norm_epsilon: float = 1e-5  # added to the variance inside every LayerNorm
 
     def __post_init__(self):
-        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+        for name, limit in LIMITS.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise TinyPromptError(f"{name} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+                raise TinyPromptError(f"{name} must be an integer from 1 to {limit}, got {value!r}")
+        eps = self.layer_norm_epsilon
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
+            raise TinyPromptError(f"layer_norm_epsilon must be a number in (0, 1), got {eps!r}")
         if self.n_embd % self.n_head:
             raise TinyPromptError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
 
@@ -194,7 +200,8 @@ def read_safetensors(path) -> dict[str, np.ndarray]:
 
     The format: 8 bytes little-endian header length n, n bytes of JSON {name: {dtype, shape,
     data_offsets: [begin, end]}}, then the raw data; offsets count from the end of the header.
-    F32 and F64 are zero-copy; F16 and BF16 are converted to float32, which copies them into memory.
+    F32 and F64 are zero-copy; F16 and BF16 are converted to float32, which copies them into memory
+    (silently: that is what a small F16 checkpoint such as tiny-pretrained is meant to cost).
     """
     path = Path(path)
     size = path.stat().st_size
@@ -210,7 +217,7 @@ def read_safetensors(path) -> dict[str, np.ndarray]:
         raise TinyPromptError(f"{path}: corrupt header, not a JSON object")
     header.pop("__metadata__", None)
     file = np.memmap(path, dtype=np.uint8, mode="r")  # the one mapping that every tensor views
-    tensors, converted = {}, set()
+    tensors = {}
     for name, info in header.items():
         try:
             dtype, shape, (begin, end) = DTYPES.get(info["dtype"]), tuple(info["shape"]), info["data_offsets"]
@@ -231,12 +238,8 @@ def read_safetensors(path) -> dict[str, np.ndarray]:
             array = array.astype(np.float32)
         elif info["dtype"] == "BF16":  # bfloat16 is the top 16 bits of a float32
             array = (array.astype(np.uint32) << 16).view(np.float32)
-        if info["dtype"] in ("F16", "BF16"):
-            converted.add(info["dtype"])
         array.flags.writeable = False
         tensors[name] = array
-    if converted:
-        warnings.warn(f"{path}: {'/'.join(sorted(converted))} converted to float32 (a copy, not memory-mapped)")
     return tensors
 
 
@@ -247,6 +250,11 @@ def load_params(directory) -> tuple[GPT2Config, dict]:
     path = directory / "model.safetensors"
     if not path.is_file():
         raise TinyPromptError(f"{path}: no such file")
+    shapes = param_shapes(config)
+    needed = 2 * sum(math.prod(shape) for shape in shapes.values())  # at 2 bytes a value (F16), the least
+    if path.stat().st_size < needed:
+        raise TinyPromptError(f"{path}: {path.stat().st_size} bytes, but config.json describes a model of at "
+                              f"least {needed} bytes")
     tensors = read_safetensors(path)
     flat = {}
     for name, array in tensors.items():
@@ -254,13 +262,13 @@ def load_params(directory) -> tuple[GPT2Config, dict]:
         if IGNORED.fullmatch(key):
             continue  # the causal mask is rebuilt by the model; the output head reuses wte (no copy)
         flat[key] = array
-    for key, shape in param_shapes(config).items():
+    for key, shape in shapes.items():
         if key not in flat:
             raise TinyPromptError(f"{path}: missing tensor '{key}' (config.json says n_layer={config.n_layer})")
         if flat[key].shape != shape:
             raise TinyPromptError(f"{path}: '{key}' has shape {list(flat[key].shape)}, "
                                   f"config.json says {list(shape)}")
-    if extra := flat.keys() - param_shapes(config).keys():
+    if extra := flat.keys() - shapes.keys():
         raise TinyPromptError(f"{path}: unexpected tensor '{min(extra)}' for the config in config.json")
     if len({a.dtype for a in flat.values()}) > 1:
         raise TinyPromptError(f"{path}: mixes dtypes {sorted({a.dtype.name for a in flat.values()})}")

@@ -1,0 +1,154 @@
+"""Hostile input at the command line (issue 13): odd text, odd numbers, tampered model files, wrong flags.
+
+Every case must end in exit status 2 and exactly one stderr line `error: ...` that names the offending
+flag, file, line or value; never a traceback. The commands run in-process (cli.main) with tiny-random from
+a temporary cache and the hub closed; the surrogate case also runs as a real process, whose argv arrives
+from the OS with surrogateescape.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from checkpoints import SMALL
+
+from tinyprompt import cli
+from tinyprompt.prompt import save_prompt
+from tinyprompt.tokenizer import write_tokenizer_json
+from tinyprompt.weights import GPT2Config, random_params, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Every hostile file the table refers to, by name, written once."""
+    root = tmp_path_factory.mktemp("hostile")
+    paths = {}
+
+    def text_file(name, text):
+        paths[name] = root / f"{name}.jsonl"
+        paths[name].write_text(text, encoding="utf-8")
+
+    text_file("good", '{"input": "1 plus 1?", "output": " 2"}\n')
+    text_file("bigint", '{"input": "a", "output": " b", "n": ' + "9" * 5001 + "}\n")
+    text_file("nested", '{"input": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    model = save_checkpoint(root / "model", SMALL, random_params(SMALL))
+    config = json.loads((model / "config.json").read_text())
+    for name, change in {"n_layer_huge": {"n_layer": 10**9}, "n_layer_float": {"n_layer": 1e9},
+                         "n_embd_huge": {"n_embd": 2**40, "n_head": 1}, "eps_null": {"layer_norm_epsilon": None},
+                         "eps_text": {"layer_norm_epsilon": "tiny"}, "more_layers": {"n_layer": 40}}.items():
+        folder = root / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({**config, **change}))
+        (folder / "model.safetensors").symlink_to(model / "model.safetensors")
+    paths.update({name: root / name for name in ("n_layer_huge", "n_layer_float", "n_embd_huge", "eps_null",
+                                                 "eps_text", "more_layers")})
+    # a tokenizer.json whose vocabulary lacks <|endoftext|>
+    no_eos = save_checkpoint(root / "no_eos", SMALL, random_params(SMALL), tokenizer=False)
+    tok = json.loads(write_tokenizer_json(root / "tokenizer.json").read_text())
+    tok["model"]["vocab"].pop("<|endoftext|>")
+    tok["added_tokens"] = [t for t in tok.get("added_tokens", []) if t["content"] != "<|endoftext|>"]
+    (no_eos / "tokenizer.json").write_text(json.dumps(tok))
+    paths["no_eos"] = no_eos
+    # a safetensors header whose offsets point past the end of the file
+    lying = save_checkpoint(root / "lying", SMALL, random_params(SMALL), tokenizer=False)
+    data = (lying / "model.safetensors").read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    begin, end = header["wte.weight"]["data_offsets"]
+    header["wte.weight"]["data_offsets"] = [begin + len(data), end + len(data)]
+    new = json.dumps(header).encode()
+    (lying / "model.safetensors").write_bytes(len(new).to_bytes(8, "little") + new + data[8 + n :])
+    paths["lying"] = lying
+    # an adapter made for a hub model, to be inspected offline
+    paths["adapter"] = root / "adapter"
+    save_prompt(paths["adapter"], np.ones((2, 64), np.float32), GPT2Config(50257, 1024, 64, 2, 2),
+                base_model_name_or_path="gpt2")
+    return paths
+
+
+T = ["--model", "tiny-random"]
+CASES = {  # name: (argv, a text the one error line must contain)
+    # odd text
+    "lone surrogate": (["generate", *T, "caf\udce9"], "not valid UTF-8"),
+    "5001-digit int": (["eval", *T, "--data", "{bigint}"], "bigint.jsonl:1: unreadable JSON row"),
+    "deeply nested row": (["eval", *T, "--data", "{nested}"], "nested.jsonl:1: unreadable JSON row"),
+    "empty text": (["generate", *T, ""], "the text to continue is empty"),
+    # odd numbers
+    "seed -1": (["generate", *T, "--seed", "-1", "Hi"], "--seed -1"),
+    "temperature nan": (["generate", *T, "--temperature", "nan", "Hi"], "--temperature nan"),
+    "temperature inf": (["generate", *T, "--temperature", "inf", "Hi"], "--temperature inf"),
+    "temperature < 0": (["generate", *T, "--temperature", "-1", "Hi"], "--temperature -1.0"),
+    "top-k < 0": (["generate", *T, "--top-k", "-1", "Hi"], "--top-k -1"),
+    "top-p 0": (["generate", *T, "--top-p", "0", "Hi"], "--top-p 0.0"),
+    "max-new-tokens -1": (["generate", *T, "--max-new-tokens", "-1", "Hi"], "--max-new-tokens -1"),
+    "repetition-penalty nan": (["generate", *T, "--repetition-penalty", "nan", "Hi"], "--repetition-penalty"),
+    # hostile model files
+    "n_layer 10**9": (["generate", "--model", "{n_layer_huge}", "Hi"], "n_layer must be an integer from 1 to"),
+    "n_layer 1e9": (["generate", "--model", "{n_layer_float}", "Hi"], "got 1000000000.0"),
+    "n_embd 2**40": (["generate", "--model", "{n_embd_huge}", "Hi"], "n_embd must be an integer from 1 to"),
+    "epsilon null": (["generate", "--model", "{eps_null}", "Hi"], "layer_norm_epsilon must be a number"),
+    "epsilon text": (["generate", "--model", "{eps_text}", "Hi"], "got 'tiny'"),
+    "file too small for config": (["generate", "--model", "{more_layers}", "Hi"], "config.json describes"),
+    "tokenizer without eos": (["generate", "--model", "{no_eos}", "Hi"], "no <|endoftext|> token"),
+    "offsets past the end": (["generate", "--model", "{lying}", "Hi"], "truncated: 'wte.weight'"),
+    # smaller
+    "wrong-typed flag": (["tune", *T, "--data", "x", "--out", "y", "--lr", "x"],
+                         "argument --lr: invalid float value: 'x'"),
+    "unknown flag": (["eval", "--data", "x", "--bogus"], "unrecognized arguments: --bogus"),
+    "prompt longer than the context": (["eval", *T, "--data", "{good}", "--hard-prompt", " a" * 1100],
+                                       "a prompt of 1100 tokens leaves no room"),
+    "duplicate labels": (["eval", *T, "--data", "{good}", "--labels", " 2, 3, 2"], "appears twice"),
+    "inspect a hub adapter offline": (["inspect", "{adapter}"], "'gpt2' is not a local folder: name it with --model"),
+}
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory):
+    """tinyprompt's and Hugging Face's caches in a temporary folder, and the hub closed."""
+    from huggingface_hub import constants
+
+    root = tmp_path_factory.mktemp("caches")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TINYPROMPT_CACHE", str(root / "weights"))
+        mp.setenv("HF_HUB_CACHE", str(root / "hf"))
+        mp.setattr(constants, "HF_HUB_CACHE", str(root / "hf"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(constants, "HF_HUB_OFFLINE", True)
+        mp.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+        yield root
+
+
+def one_error_line(code, err):
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def main(argv):
+    try:
+        return cli.main(argv)
+    except SystemExit as e:  # argparse's errors leave through sys.exit
+        return e.code
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_hostile_input_is_one_error_line(name, files, offline, capsys):
+    argv, mention = CASES[name]
+    code = main([a.format(**files) for a in argv])
+    out, err = capsys.readouterr()
+    assert mention in one_error_line(code, err)
+    assert not out
+
+
+def test_invalid_utf8_argument_from_the_os(offline, tmp_path):
+    """The OS hands over bytes; Python decodes them with surrogateescape, so b'\\xe9' arrives as '\\udce9'."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TINYPROMPT_CACHE": str(offline / "weights"),
+           "HF_HUB_CACHE": str(offline / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    result = subprocess.run([sys.executable.encode(), b"-m", b"tinyprompt", b"generate", b"--model",
+                             b"tiny-random", b"caf\xe9"], env=env, capture_output=True, timeout=120, check=False)
+    assert "not valid UTF-8" in one_error_line(result.returncode, result.stderr.decode())
