@@ -45,7 +45,7 @@ def setup(tmp_path_factory):
 
 def test_tuning_finds_the_answer_format(setup):
     """The label words go from unlikely (~8 nats per token) to the likely answer."""
-    assert setup["tuned"]["loss"] < 1.0 < 5.0 < setup["zero-shot"]["loss"], setup
+    assert setup["tuned"]["loss"] < 1.0 and setup["zero-shot"]["loss"] > 5.0, setup
     assert setup["tuned"]["loss"] < setup["untuned"]["loss"] - 4.0, setup
 
 
