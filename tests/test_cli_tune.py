@@ -73,7 +73,7 @@ def test_tune_writes_a_run(home):
     assert metrics["config"]["num_virtual_tokens"] == 4 and metrics["data"]["val_rows"] == 3
     assert (home / "run" / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in (home / "run").iterdir()) == [
-        "adapter_config.json", "adapter_model.safetensors", "checkpoint.npz", "loss.png", "metrics.json"]
+        "README.md", "adapter_config.json", "adapter_model.safetensors", "checkpoint.npz", "loss.png", "metrics.json"]
 
 
 def test_tune_prints_one_line_per_epoch(home, tmp_path):
@@ -92,7 +92,7 @@ def test_help_names_every_flag(home):
              "--warmup-steps", "--max-grad-norm", "--seed", "--no-shuffle", "--template", "--truncate",
              "--input-column", "--output-column", "--text-column", "--label-words", "--overwrite", "--resume"]
     assert result.returncode == 0 and all(flag in result.stdout for flag in flags)
-    assert "default: 0.03" in result.stdout and "default: 20" in result.stdout
+    assert "default: adamw 0.03" in result.stdout and "default: 20" in result.stdout
     for command in ("eval", "inspect"):
         assert run(home, command, "--help").returncode == 0
 
