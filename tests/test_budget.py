@@ -19,7 +19,9 @@ EXCEPTIONS: dict[str, int] = {}  # "module.py": its own limit, with a comment sa
 # Raised to 2600 when the planned modules landed: measured 2188 in 16 modules with kernels.py (229), train.py
 # (295), evaluate.py (94) and the tune/eval/inspect CLI (cli.py 187) -- ~19% headroom.
 # Raise it on purpose when a planned module lands, not to make room for a module that should have been made shorter.
-MAX_PACKAGE_LINES = 2600
+# Raised to 2800 with the reliability layer (run.py: --out checks, lock, overwrite swap, validated checkpoints),
+# the Python API (api.py) and the model card (card.py): measured 2685 in 21 modules.
+MAX_PACKAGE_LINES = 2800
 FORBIDDEN_IMPORTS = {"torch", "transformers", "peft"}
 FORBIDDEN_PATHS = ("../shared", "/shared/")
 

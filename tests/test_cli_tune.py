@@ -105,7 +105,7 @@ BAD_TUNE = {  # name: (arguments after `tune ... --out run --overwrite`, what th
     "missing data file": (["--data", "no-such.jsonl"], "no-such.jsonl: no such data file"),
     "missing validation file": (["--data", "toy.jsonl", "--val-data", "nope.jsonl"], "nope.jsonl: no such data"),
     "corrupt weights": (["--data", "toy.jsonl", "--model", "corrupt-model"], "model.safetensors"),
-    "corrupt adapter": (["--data", "toy.jsonl", "--init-from", "corrupt-adapter"], "corrupt or unsupported"),
+    "corrupt adapter": (["--data", "toy.jsonl", "--init-from", "corrupt-adapter"], "corrupt"),
     "missing adapter": (["--data", "toy.jsonl", "--init-from", "no-adapter"], "no such adapter directory"),
     "token_dim mismatch": (["--data", "toy.jsonl", "--init-from", str(PEFT_PROMPT)],
                            "token_dim 32 but the model has n_embd 64"),
@@ -190,7 +190,7 @@ def test_eval_rank_classification_on_sst2(home):
 
 
 BAD_EVAL = {
-    "corrupt adapter": (["--data", "toy.jsonl", "--prompt", "corrupt-adapter"], "corrupt or unsupported"),
+    "corrupt adapter": (["--data", "toy.jsonl", "--prompt", "corrupt-adapter"], "corrupt"),
     "token_dim mismatch": (["--data", "toy.jsonl", "--prompt", str(PEFT_PROMPT)], "token_dim 32"),
     "gold not a label": (["--data", "toy.jsonl", "--labels", " 1, 2"], "output ' 0' is not one of --labels"),
     "labels on text rows": (["--data", "text.jsonl", "--labels", " a"], "--labels needs input/output rows"),
