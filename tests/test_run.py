@@ -11,7 +11,6 @@ import sys
 import numpy as np
 import pytest
 
-import tinyprompt
 from tinyprompt.card import base_model
 from tinyprompt.errors import TinyPromptError
 from tinyprompt.optim import make_optimizer
@@ -22,23 +21,9 @@ from tinyprompt.train import TrainConfig, train
 train_module = importlib.import_module("tinyprompt.train")  # the package exports a function of that name
 prompt_module = importlib.import_module("tinyprompt.prompt")
 
-ROWS = [{"input": f"Q: {a} plus {b}?\nA:", "output": f" {a + b}"} for a in range(3) for b in range(3)]
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tinyprompt.load_model("tiny-random")
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tinyprompt.load_tokenizer("tiny-random")
-
-
 @pytest.fixture
-def cfg(tmp_path):
-    path = tmp_path / "toy.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+def cfg(tmp_path, toy):
+    path = toy
 
     def make(out="run", **changes):  # 9 rows, batch 3: 3 steps per epoch
         base = {"model": "tiny-random", "data": str(path), "out": str(tmp_path / out), "num_virtual_tokens": 4,

@@ -7,32 +7,12 @@ import json
 import numpy as np
 import pytest
 
-import tinyprompt
 from tinyprompt.data import Example, batches, load_data
 from tinyprompt.errors import TinyPromptError
 from tinyprompt.evaluate import inspect_prompt, loss_and_exact_match, rank_classify, target_scores
 from tinyprompt.generate import generate
 from tinyprompt.prompt import load_prompt
 from tinyprompt.train import TrainConfig, mean_loss, train
-
-ROWS = [{"input": f"Q: {a} plus {b}?\nA:", "output": f" {a + b}"} for a in range(3) for b in range(3)]
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tinyprompt.load_model("tiny-random")
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tinyprompt.load_tokenizer("tiny-random")
-
-
-@pytest.fixture
-def toy(tmp_path):
-    path = tmp_path / "toy.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    return path
 
 
 def config(tmp_path, toy, out="run", **changes):
