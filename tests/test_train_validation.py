@@ -19,9 +19,11 @@ train_module = importlib.import_module("tinyprompt.train")  # the package export
 LABELS = " 0, 1, 2, 3, 4"  # every sum of the toy rows: a five-way classification
 
 
-def config(tmp_path, toy, out="run", **changes):
-    base = {"model": "tiny-random", "data": str(toy), "out": str(tmp_path / out), "num_virtual_tokens": 4,
-            "batch_size": 3, "epochs": 2, "lr": 0.1, "quiet": True, "val_data": str(toy)}
+def config(tmp_path, data, out="run", **changes):
+    """A run on `data` (the toy file, or a list of rows), validated on the toy file."""
+    base = {"model": "tiny-random", "data": data if isinstance(data, list) else str(data), "out": str(tmp_path / out),
+            "num_virtual_tokens": 4, "batch_size": 3, "epochs": 2, "lr": 0.1, "quiet": True,
+            "val_data": str(tmp_path / "toy.jsonl")}
     return TrainConfig(**{**base, **changes})
 
 
@@ -66,7 +68,7 @@ def test_the_plot_starts_validation_at_epoch_0_with_the_score_on_a_second_axis()
                "val_scores": [0.5, 0.75], "val_start": [3.1, 0.25], "epoch_seconds": [1.0, 1.0]}
     fig = loss_figure(history, 2, "t", "accuracy")
     loss_axes, score_axes = fig.axes
-    validation = [line for line in loss_axes.get_lines() if line.get_label() == "validation"][0]
+    validation = next(line for line in loss_axes.get_lines() if line.get_label() == "validation")
     assert list(validation.get_xdata()) == [0, 1, 2] and list(validation.get_ydata()) == [3.1, 2.6, 2.2]
     (accuracy,) = score_axes.get_lines()
     assert list(accuracy.get_xdata()) == [0, 1, 2] and list(accuracy.get_ydata()) == [0.25, 0.5, 0.75]
@@ -101,7 +103,7 @@ def test_best_keeps_the_prompt_of_the_best_epoch(tmp_path, toy, model, tok, monk
 
 def test_the_first_prompt_can_be_the_best(tmp_path, toy, model, tok, monkeypatch):
     scripted(monkeypatch, [(2.0, 0.5), (2.5, 0.5), (3.0, 0.4)])
-    _, metrics = train(config(tmp_path, toy, init_from=None), model, tok)
+    _, metrics = train(config(tmp_path, toy), model, tok)
     assert metrics["validation"]["best_epoch"] == 0
     assert not np.array_equal(load_prompt(tmp_path / "run" / "best")[0], load_prompt(tmp_path / "run")[0])
 
@@ -160,7 +162,7 @@ def test_rows_in_memory_train_exactly_like_a_file(tmp_path, toy, model, tok):
     words = [{"input": "good", "output": "1"}, {"input": "bad", "output": "0"}]
     _, metrics = train(config(tmp_path, words, "words", val_data=words, label_words="0= no,1= yes", epochs=1),
                        model, tok)
-    assert metrics["validation"]["labels"] == [" yes", " no"] and words[0]["output"] == "1"
+    assert metrics["validation"]["labels"] == [" no", " yes"] and words[0]["output"] == "1"
 
 
 @pytest.mark.parametrize(("rows", "message"), [

@@ -154,9 +154,9 @@ def cmd_inspect(args):
 
 
 def add_tune_parser(sub):
+    from .config import DEFAULT_VIRTUAL_TOKENS, OPTIMIZERS, TrainConfig
     from .optim import SCHEDULES
     from .prompt import INIT_METHODS
-    from .config import DEFAULT_VIRTUAL_TOKENS, OPTIMIZERS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("tune", help="tune a soft prompt on a data file; writes a PEFT adapter to --out",

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import load_examples
+from .api import load_examples, load_model, load_tokenizer
 from .config import DEFAULT_LR, DEFAULT_VIRTUAL_TOKENS, TrainConfig, check_config
 from .data import IGNORE_INDEX, batches, num_batches, parse_label_words, split_validation
 from .errors import TinyPromptError
@@ -58,6 +58,7 @@ from .run import (
     staging,
     swap_in,
 )
+
 
 def mean_loss(model, prompt, examples, batch_size, pad_id):
     """The loss over every counted token of `examples` (each batch's mean weighted by its token count)."""
@@ -132,14 +133,8 @@ class Run:
 
 
 def _train(cfg, out, target, model, tokenizer, on_epoch_end):
-    if model is None:
-        from .api import load_model
-
-        model = load_model(cfg.model)
-    if tokenizer is None:
-        from .api import load_tokenizer
-
-        tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model) if model is None else model
+    tokenizer = load_tokenizer(cfg.model) if tokenizer is None else tokenizer
     run = prepare(cfg, out, target, model, tokenizer)
     try:
         for epoch in range(run.first_epoch, run.cfg.epochs):
@@ -155,12 +150,11 @@ def _train(cfg, out, target, model, tokenizer, on_epoch_end):
         print(f"stopped in epoch {done + 1}: {out} holds epoch {done}; continue with the same command and "
               "--resume", file=sys.stderr)
         raise
-    done = len(run.history["epoch_losses"])
-    if run.metrics is None:
-        say(run, f"{out}: the run already has its {done} epochs" + (" (it stopped early)" if stopped_early(run)
-                                                                     else ""))
+    done, early = len(run.history["epoch_losses"]), stopped_early(run)
+    if run.metrics is None:  # nothing left to do
+        say(run, f"{out}: the run already has its {done} epochs" + " (it stopped early)" * early)
         run.metrics = json.loads((out / METRICS).read_text())
-    elif stopped_early(run):  # not `say`: the run is shorter than asked, --quiet or not
+    elif early:  # not `say`: the run is shorter than asked, --quiet or not
         print(f"stopped early after epoch {done}/{cfg.epochs}: no better validation {run.metric.replace('_', ' ')} "
               f"for {cfg.early_stopping} epochs; the best is epoch {run.metrics['validation']['best_epoch']}, "
               f"in {out / 'best'}")
