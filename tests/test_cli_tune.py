@@ -39,7 +39,9 @@ def assert_one_error_line(result, mention):
 
 
 def snapshot(directory):
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(Path(directory).iterdir())}
+    """Every file below `directory` (best/ too), with its bytes and modification time."""
+    return {str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(Path(directory).rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
