@@ -142,7 +142,7 @@ def _train(cfg, out, target, model, tokenizer, on_epoch_end):
                 break
             t0 = time.perf_counter()
             losses = train_epoch(run, epoch)
-            end_epoch(run, losses, time.perf_counter() - t0)
+            end_epoch(run, losses, t0)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, run.prompt, run.metrics)
     except KeyboardInterrupt:
@@ -185,11 +185,9 @@ def described(data):
     return f"(a list of {len(data)} rows)" if isinstance(data, list) else data
 
 
-def prepare(cfg, out, target, model, tokenizer):
-    """The run before its first update: the starting prompt (or the checkpoint's state, on --resume), the data,
-    the optimizer, and on a new run the validation of epoch 0."""
-    state = read_checkpoint(out / CHECKPOINT, model.config.n_embd) if cfg.resume else None
-    # P first: how much context is left for the rows depends on it
+def starting_prompt(cfg, state, model):
+    """(the prompt to start from [P, C], or None for a fresh init; cfg with P and the init filled in). P comes
+    first: how much context is left for the rows depends on it."""
     start, init, init_text = None, cfg.init, cfg.init_text
     if state is not None:
         start, init, init_text = state["prompt"], state["config"]["init"], state["config"]["init_text"]
@@ -198,18 +196,33 @@ def prepare(cfg, out, target, model, tokenizer):
     P = cfg.num_virtual_tokens or (DEFAULT_VIRTUAL_TOKENS if start is None else start.shape[0])
     if start is not None and start.shape[0] != P:
         raise TinyPromptError(f"--num-virtual-tokens {P}, but the prompt to start from has {start.shape[0]}")
-    max_length = model.config.n_positions - P
+    return start, replace(cfg, num_virtual_tokens=P, init=init, init_text=init_text)
+
+
+def data_stats(data, train_rows, val_rows, max_length):
+    """metrics.json's "data": the rows, the tokens that count, what --truncate cut."""
+    return {"kind": data.kind, "train_rows": len(train_rows), "val_rows": len(val_rows),
+            "train_target_tokens": sum(sum(t != IGNORE_INDEX for t in e.labels) for e in train_rows),
+            "max_length": max_length, "truncated_rows": data.truncated_rows,
+            "truncated_tokens": data.truncated_tokens, "dropped_rows": data.dropped_rows}
+
+
+def prepare(cfg, out, target, model, tokenizer):
+    """The run before its first update: the starting prompt (or the checkpoint's state, on --resume), the data,
+    the optimizer, and on a new run the validation of epoch 0."""
+    state = read_checkpoint(out / CHECKPOINT, model.config.n_embd) if cfg.resume else None
+    start, cfg = starting_prompt(cfg, state, model)
+    P, max_length = cfg.num_virtual_tokens, model.config.n_positions - cfg.num_virtual_tokens
     data, train_rows, val_rows, val_kind = load_rows(cfg, tokenizer, max_length)
     labels = parse_labels(cfg.labels, cfg.label_words) if val_rows else None
     if labels and val_kind != "pairs":
         raise TinyPromptError("--labels needs validation data of input/output rows, not text rows")
-    cfg = replace(cfg, num_virtual_tokens=P, init=init, init_text=init_text, data=described(cfg.data),
-                  val_data=described(cfg.val_data))
+    cfg = replace(cfg, data=described(cfg.data), val_data=described(cfg.val_data))
     data_hash = fingerprint(train_rows, val_rows)
     if state is not None:
         check_resume(cfg, state, data_hash)
     if start is None:
-        start = init_prompt(init, P, model.wte, tokenizer, cfg.init_text, data.outputs(), cfg.seed)
+        start = init_prompt(cfg.init, P, model.wte, tokenizer, cfg.init_text, data.outputs(), cfg.seed)
     prompt = np.array(start, dtype=np.float32)  # [P, C]
     opt = make_optimizer(cfg.optimizer, cfg.weight_decay)
     history = {k: [] for k in HISTORY}
@@ -218,18 +231,14 @@ def prepare(cfg, out, target, model, tokenizer):
         opt.load_state_dict({k[len("optim."):]: v for k, v in state.items() if k.startswith("optim.")})
         first_epoch, step, best = state["epoch"], state["step"], state.get("best_prompt")
         history = {k: state[k].tolist() for k in history}
-    micro = num_batches(len(train_rows), cfg.batch_size)
-    steps_per_epoch = num_batches(micro, cfg.accumulation_steps)
+    steps_per_epoch = num_batches(num_batches(len(train_rows), cfg.batch_size), cfg.accumulation_steps)
     metric = None if not val_rows else "accuracy" if labels else "exact_match" if val_kind == "pairs" else "loss"
-    info = {"init": init, "model": {"name_or_path": cfg.model, **asdict(model.config)},
-            "data": {"kind": data.kind, "train_rows": len(train_rows), "val_rows": len(val_rows),
-                     "train_target_tokens": sum(sum(t != IGNORE_INDEX for t in e.labels) for e in train_rows),
-                     "max_length": max_length, "truncated_rows": data.truncated_rows,
-                     "truncated_tokens": data.truncated_tokens, "dropped_rows": data.dropped_rows}}
+    info = {"init": cfg.init, "model": {"name_or_path": cfg.model, **asdict(model.config)},
+            "data": data_stats(data, train_rows, val_rows, max_length)}
     run = Run(cfg, out, target, model, tokenizer, train_rows, val_rows, labels, metric, prompt, best, opt, history,
               step, first_epoch, steps_per_epoch, info, data_hash)
     say(run, f"tune: {len(train_rows)} train rows, {len(val_rows)} validation rows ({data.kind}); P={P} virtual "
-             f"tokens (init {init}); {cfg.epochs} epochs x {steps_per_epoch} steps; {cfg.optimizer} lr {cfg.lr}")
+             f"tokens (init {cfg.init}); {cfg.epochs} epochs x {steps_per_epoch} steps; {cfg.optimizer} lr {cfg.lr}")
     if data.truncated_rows:
         say(run, f"--truncate: cut {data.truncated_rows} rows by {data.truncated_tokens} tokens in all to fit "
                  f"{max_length} tokens; dropped {data.dropped_rows} rows left with nothing to learn")
@@ -293,13 +302,14 @@ def stopped_early(run):
     return run.cfg.early_stopping is not None and epochs_since_best(run.history) >= run.cfg.early_stopping
 
 
-def end_epoch(run, losses, seconds):
-    """After an epoch's updates: validate, keep the best prompt, log, and save the epoch's files."""
+def end_epoch(run, losses, t0):
+    """After an epoch's updates (begun at time.perf_counter() t0): validate, keep the best prompt, log, save."""
     cfg, history = run.cfg, run.history
     if run.val_rows:  # before the epoch counts as done: a non-finite loss stops the run unsaved
         result = validate(run)
         history["val_losses"].append(result[0])
         history["val_scores"].extend(result[1:])
+    seconds = time.perf_counter() - t0  # the validation included
     history["epoch_losses"].append(float(np.mean(losses)))
     history["epoch_seconds"].append(seconds)
     epoch = len(history["epoch_losses"])
