@@ -95,9 +95,8 @@ def cmd_tune(args):
     from .train import TrainConfig, train
 
     _, metrics = train(TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}))
-    best = metrics.get("validation") and f"; best/: epoch {metrics['validation']['best_epoch']}"
-    print(f"saved {args.out}: adapter_config.json + adapter_model.safetensors (PEFT), metrics.json, loss.png"
-          + (best or ""))
+    best = f"; best/: epoch {metrics['validation']['best_epoch']}" if metrics.get("validation") else ""
+    print(f"saved {args.out}: adapter_config.json + adapter_model.safetensors (PEFT), metrics.json, loss.png{best}")
 
 
 def cmd_eval(args):
