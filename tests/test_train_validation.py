@@ -180,3 +180,12 @@ def test_labels_must_name_every_validation_output(tmp_path, toy, model, tok):
     with pytest.raises(TinyPromptError, match=r"toy.jsonl:\d+: output ' \d' is not one of --labels"):
         train(config(tmp_path, toy, labels=" 0, 1"), model, tok)
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_the_validation_pass_has_a_progress_bar_unless_quiet(tmp_path, toy, model, tok, capsys, monkeypatch, quiet):
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    train(config(tmp_path, toy, epochs=1, labels=LABELS, quiet=quiet), model, tok)
+    err = capsys.readouterr().err
+    assert ("rank classification" in err and "loss, exact match" in err and "epoch 1/1" in err) is not quiet
+    assert not quiet or err == ""
