@@ -1,4 +1,4 @@
-"""Hostile input at the command line (issue 13): odd text, odd numbers, tampered model files, wrong flags.
+"""Hostile input at the command line: odd text, odd numbers, tampered model files, wrong flags.
 
 Every case must end in exit status 2 and exactly one stderr line `error: ...` that names the offending
 flag, file, line or value; never a traceback. The commands run in-process (cli.main) with tiny-random from
