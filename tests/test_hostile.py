@@ -6,6 +6,7 @@ a temporary cache and the hub closed; the surrogate case also runs as a real pro
 from the OS with surrogateescape.
 """
 
+import io
 import json
 import os
 import subprocess
@@ -152,3 +153,87 @@ def test_invalid_utf8_argument_from_the_os(offline, tmp_path):
     result = subprocess.run([sys.executable.encode(), b"-m", b"tinyprompt", b"generate", b"--model",
                              b"tiny-random", b"caf\xe9"], env=env, capture_output=True, timeout=120, check=False)
     assert "not valid UTF-8" in one_error_line(result.returncode, result.stderr.decode())
+
+
+# ---- tampered run checkpoints: `tune --resume` on a checkpoint.npz someone changed ----
+
+def npz(arrays, **changes):
+    """The bytes of an .npz holding `arrays` with `changes` applied (a None value removes that key)."""
+    arrays = {k: v for k, v in {**arrays, **changes}.items() if v is not None}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+NAN = np.full((4, 64), np.nan, np.float32)
+TAMPERED = {  # name: (how the good checkpoint's bytes are changed, a text the one error line must contain);
+    # tiny-random (n_embd 64), P = 4, AdamW, one epoch of two steps
+    "not an npz": (lambda good, arrays: b"hello", "corrupt checkpoint"),
+    "empty file": (lambda good, arrays: b"", "corrupt checkpoint"),
+    "cut in half": (lambda good, arrays: good[: len(good) // 2], "corrupt checkpoint"),
+    "pickled object array": (lambda good, arrays: npz(arrays, prompt=np.array([{"x": 1}], dtype=object)),
+                             "Object arrays cannot be loaded"),
+    "missing prompt": (lambda good, arrays: npz(arrays, prompt=None), "missing prompt"),
+    "missing config": (lambda good, arrays: npz(arrays, config=None), "config"),
+    "missing data_hash": (lambda good, arrays: npz(arrays, data_hash=None), "missing data_hash"),
+    "missing loss history": (lambda good, arrays: npz(arrays, epoch_losses=None), "missing epoch_losses"),
+    "missing optimizer state": (lambda good, arrays: npz(arrays, **{"optim.exp_avg": None}), "lacks 'exp_avg'"),
+    "prompt too narrow": (lambda good, arrays: npz(arrays, prompt=np.zeros((4, 7), np.float32)), "[4, 7]"),
+    "prompt 1-D": (lambda good, arrays: npz(arrays, prompt=np.zeros(64, np.float32)), "[64]"),
+    "prompt empty": (lambda good, arrays: npz(arrays, prompt=np.zeros((0, 64), np.float32)), "[0, 64]"),
+    "prompt float64": (lambda good, arrays: npz(arrays, prompt=np.zeros((4, 64))), "prompt is float64"),
+    "prompt of ints": (lambda good, arrays: npz(arrays, prompt=np.zeros((4, 64), np.int32)), "prompt is int32"),
+    "prompt NaN": (lambda good, arrays: npz(arrays, prompt=NAN), "the prompt holds NaN or inf"),
+    "prompt inf": (lambda good, arrays: npz(arrays, prompt=np.full((4, 64), np.inf, np.float32)), "NaN or inf"),
+    "optimizer state NaN": (lambda good, arrays: npz(arrays, **{"optim.exp_avg_sq": NAN}), "exp_avg_sq"),
+    "optimizer state of other rows": (lambda good, arrays: npz(arrays, **{"optim.exp_avg": np.zeros((3, 64),
+                                                                                                  np.float32)}),
+                                      "float32 [3, 64]"),
+    "optimizer state 1-D": (lambda good, arrays: npz(arrays, **{"optim.exp_avg": np.zeros(7, np.float32)}),
+                            "float32 [7]"),
+    "optimizer state text": (lambda good, arrays: npz(arrays, **{"optim.exp_avg": np.array("x")}), "<U1 []"),
+    "optimizer step negative": (lambda good, arrays: npz(arrays, **{"optim.step": np.array(-3)}), "step is"),
+    "epoch absurd": (lambda good, arrays: npz(arrays, epoch=np.array(10**12)), "epoch is"),
+    "epoch a float": (lambda good, arrays: npz(arrays, epoch=np.array(1.0)), "epoch is"),
+    "epoch text": (lambda good, arrays: npz(arrays, epoch=np.array("1")), "epoch is"),
+    "step negative": (lambda good, arrays: npz(arrays, step=np.array(-5)), "step is"),
+    "history longer than the epochs": (lambda good, arrays: npz(arrays, epoch=np.array(2)),
+                                       "the loss history does not match the epoch"),
+    "history NaN": (lambda good, arrays: npz(arrays, epoch_losses=np.array([np.nan])), "epoch_losses"),
+    "history 2-D": (lambda good, arrays: npz(arrays, step_losses=np.zeros((2, 2))), "step_losses"),
+    "config not JSON": (lambda good, arrays: npz(arrays, config=np.array("{not json")), "corrupt checkpoint"),
+    "config a list": (lambda good, arrays: npz(arrays, config=np.array("[1, 2]")), "config is not a JSON object"),
+}
+
+
+# run.py's read_checkpoint must ask optim.state_problem about the optimizer's arrays and refuse a non-finite
+# loss history (two lines, for the owner of run.py to add); strict, so these fail once that is done: unmark them.
+PENDING = pytest.mark.xfail(strict=True, reason="read_checkpoint: no state_problem call, no finite-history check")
+WAITING = {"missing optimizer state", "optimizer state 1-D", "optimizer step negative", "history NaN"}
+
+
+@pytest.fixture(scope="module")
+def run(files, offline, tmp_path_factory):
+    """A one-epoch run of tune (the argv to resume it, and its checkpoint's bytes and arrays)."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    argv = ["tune", *T, "--data", str(files["good"]), "--out", str(out), "--num-virtual-tokens", "4",
+            "--batch-size", "1", "--quiet"]
+    assert main([*argv, "--epochs", "1"]) in (0, None)
+    good = (out / "checkpoint.npz").read_bytes()
+    with np.load(out / "checkpoint.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    return out, [*argv, "--epochs", "2", "--resume"], good, arrays
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=PENDING) if n in WAITING else n for n in TAMPERED])
+def test_a_tampered_checkpoint_is_one_error_line(name, run, capsys):
+    out, resume, good, arrays = run
+    change, mention = TAMPERED[name]
+    (out / "checkpoint.npz").write_bytes(change(good, arrays))
+    try:
+        code = main(resume)
+        _, err = capsys.readouterr()
+        line = one_error_line(code, err)
+        assert str(out / "checkpoint.npz") in line and mention in line, line
+    finally:
+        (out / "checkpoint.npz").write_bytes(good)

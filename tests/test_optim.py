@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinyprompt.errors import TinyPromptError
-from tinyprompt.optim import SGD, Adafactor, AdamW, clip_grad_norm, lr_at, make_optimizer
+from tinyprompt.optim import SGD, Adafactor, AdamW, clip_grad_norm, lr_at, make_optimizer, state_problem
 
 
 def f32(*x):
@@ -97,6 +97,39 @@ def test_state_and_argument_errors():
         Adafactor().step(np.zeros(3, np.float32), np.zeros(3, np.float32), 0.1)
     with pytest.raises(TinyPromptError, match="--lr-schedule 'step'"):
         lr_at(5, 0.1, "step")
+
+
+def saved_state(name, shape=(4, 6)):
+    opt, p = make_optimizer(name), np.zeros(shape, np.float32)
+    opt.step(p, np.ones(shape, np.float32), 0.1)
+    return opt.state_dict()
+
+
+BAD_STATES = {  # name: (optimizer, changes to its saved state of a [4, 6] parameter, a text of the problem)
+    "unknown optimizer": ("adam", {}, "unknown optimizer 'adam'"),
+    "missing slot": ("adamw", {"exp_avg": None}, "AdamW's state lacks 'exp_avg'"),
+    "another optimizer's slot": ("sgd", {"exp_avg": np.zeros((4, 6), np.float32)}, "SGD's state has no 'exp_avg'"),
+    "step negative": ("adamw", {"step": np.array(-1)}, "step is int64 array(-1)"),
+    "step a float": ("sgd", {"step": np.array(1.5)}, "expected an integer >= 0"),
+    "slot of other rows": ("adamw", {"exp_avg": np.zeros((3, 6), np.float32)}, "'exp_avg' is float32 [3, 6]"),
+    "slot 1-D": ("sgd", {"momentum_buffer": np.zeros(7, np.float32)}, "expected float32 [4, 6]"),
+    "slot of text": ("adamw", {"exp_avg_sq": np.array("x")}, "'exp_avg_sq' is <U1 []"),
+    "factor of other columns": ("adafactor", {"exp_avg_sq_col": np.ones(5, np.float32)}, "expected float32 [6]"),
+    "slot NaN": ("adamw", {"exp_avg": np.full((4, 6), np.nan, np.float32)}, "'exp_avg' holds NaN or inf"),
+    "second moment negative": ("adafactor", {"exp_avg_sq_row": -np.ones(4, np.float32)}, "negative mean of squares"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_STATES)
+def test_a_bad_saved_state_is_named(name):
+    optimizer, changes, problem = BAD_STATES[name]
+    state = {**saved_state("adamw" if optimizer == "adam" else optimizer), **changes}
+    assert problem in state_problem(optimizer, {k: v for k, v in state.items() if v is not None}, (4, 6))
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd", "adafactor"])
+def test_a_saved_state_has_no_problem(optimizer):
+    assert state_problem(optimizer, saved_state(optimizer), (4, 6)) == ""
 
 
 def test_schedules():

@@ -148,6 +148,32 @@ def make_optimizer(name, weight_decay=0.0):
     raise TinyPromptError(f"--optimizer {name!r}: choose adamw, sgd or adafactor")
 
 
+def state_problem(name, state, shape):
+    """What is wrong with `state` as make_optimizer(name).state_dict() for a parameter of `shape` ("" if
+    nothing): a checkpoint someone changed must fail in one line when read, not deep inside a step."""
+    try:
+        opt = make_optimizer(name)
+    except TinyPromptError:
+        return f"unknown optimizer {name!r}"
+    expected = {"step": (), **{k: v.shape for k, v in opt.init_state(np.zeros(shape, np.float32)).items()}}
+    if missing := sorted(expected.keys() - state.keys()):
+        return f"{type(opt).__name__}'s state lacks {missing[0]!r}"
+    if extra := sorted(state.keys() - expected.keys()):
+        return f"{type(opt).__name__}'s state has no {extra[0]!r}"
+    step = np.asarray(state["step"])
+    if step.shape != () or step.dtype.kind not in "iu" or step < 0:
+        return f"the optimizer's step is {step.dtype} {step!r}, expected an integer >= 0"
+    for key, want in expected.items():
+        value = np.asarray(state[key])
+        if key != "step" and (value.dtype.kind != "f" or value.shape != want):
+            return f"optimizer state {key!r} is {value.dtype} {list(value.shape)}, expected float32 {list(want)}"
+        if not np.isfinite(value).all():
+            return f"optimizer state {key!r} holds NaN or inf"
+        if key.startswith("exp_avg_sq") and (value < 0).any():  # a mean of squares: its square root is taken
+            return f"optimizer state {key!r} holds a negative mean of squares"
+    return ""
+
+
 SCHEDULES = ("constant", "linear", "cosine")
 
 
