@@ -67,6 +67,10 @@ def files(tmp_path_factory):
     paths["adapter"] = root / "adapter"
     save_prompt(paths["adapter"], np.ones((2, 64), np.float32), GPT2Config(50257, 1024, 64, 2, 2),
                 base_model_name_or_path="gpt2")
+    # a soft prompt made for tiny-random that fills more than its context of 1024 positions
+    paths["long_prompt"] = root / "long_prompt"
+    save_prompt(paths["long_prompt"], np.zeros((1100, 64), np.float32), GPT2Config(50257, 1024, 64, 2, 4),
+                base_model_name_or_path="tiny-random")
     return paths
 
 
@@ -101,6 +105,11 @@ CASES = {  # name: (argv, a text the one error line must contain)
     "unknown flag": (["eval", "--data", "x", "--bogus"], "unrecognized arguments: --bogus"),
     "prompt longer than the context": (["eval", *T, "--data", "{good}", "--hard-prompt", " a" * 1100],
                                        "a prompt of 1100 tokens leaves no room"),
+    "soft prompt longer than the context": (["generate", *T, "--prompt", "{long_prompt}", "Hi"],
+                                            "1100 virtual + 1 tokens) exceeds the model's context of n_positions=1024"),
+    "tune: more virtual tokens than the context": (["tune", *T, "--data", "{good}", "--out", "{good}.run",
+                                                    "--num-virtual-tokens", "5000"],
+                                                   "--num-virtual-tokens: a prompt of 5000 tokens leaves no room"),
     "duplicate labels": (["eval", *T, "--data", "{good}", "--labels", " 2, 3, 2"], "appears twice"),
     "inspect a hub adapter offline": (["inspect", "{adapter}"], "'gpt2' is not a local folder: name it with --model"),
 }
@@ -137,7 +146,13 @@ def main(argv):
         return e.code
 
 
-@pytest.mark.parametrize("name", CASES)
+# train.py must call prompt.check_prompt_fits(P, model.config.n_positions, "--num-virtual-tokens") before it
+# reads the data (one line, for the owner of train.py); strict, so this fails once that is done: unmark it.
+TUNE_FITS = pytest.mark.xfail(strict=True, reason="train.py does not yet call prompt.check_prompt_fits")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=TUNE_FITS) if n.startswith("tune: more virtual") else n
+                                  for n in CASES])
 def test_hostile_input_is_one_error_line(name, files, offline, capsys):
     argv, mention = CASES[name]
     code = main([a.format(**files) for a in argv])

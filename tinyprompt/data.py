@@ -154,8 +154,8 @@ def tokenize(rows, kind, tokenizer, template="{input}", max_length=None, truncat
     if kind == "pairs":
         check_template(template)
     if max_length is not None and max_length < 1:
-        raise TinyPromptError(f"{path}: no row fits: the prompt in front already fills the model's context "
-                              f"({1 - max_length} positions too many for even one token)")
+        raise TinyPromptError(f"{path}: no row fits: the virtual tokens fill the model's context, {1 - max_length} "
+                              "positions too many for even one token of text (lower --num-virtual-tokens)")
     data = Dataset([], str(path), kind)
     eos = tokenizer.eos_id
     # A text longer than this has more than max_length tokens: encode only its first max_length + 1, so a
