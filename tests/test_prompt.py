@@ -10,7 +10,15 @@ import pytest
 import safetensors.numpy
 
 from tinyprompt.errors import TinyPromptError
-from tinyprompt.prompt import TENSOR_NAME, WEIGHTS_NAME, check_prompt_fits, init_prompt, load_prompt, nearest_tokens, save_prompt
+from tinyprompt.prompt import (
+    TENSOR_NAME,
+    WEIGHTS_NAME,
+    check_prompt_fits,
+    init_prompt,
+    load_prompt,
+    nearest_tokens,
+    save_prompt,
+)
 from tinyprompt.weights import GPT2Config
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
