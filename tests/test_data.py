@@ -20,6 +20,7 @@ from tinyprompt.data import (
     tokenize,
 )
 from tinyprompt.errors import TinyPromptError
+from tinyprompt.tokenizer import bundled_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,6 +34,9 @@ class ByteTokenizer:
 
     def encode(self, text):
         return list(text.encode("utf-8"))
+
+    def encode_start(self, text, n):
+        return self.encode(text)[:n]
 
     def decode(self, ids):
         return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
@@ -163,13 +167,52 @@ def test_too_long_raises_or_truncates_and_reports(tmp_path):
     with pytest.raises(TinyPromptError, match=r"d.jsonl:1: 6 tokens, but only 4 fit .* --truncate"):
         load_data(path, TOK, max_length=4)
     data = load_data(path, TOK, max_length=4, truncate=True)
-    # row 1 keeps "abcd" (d counted), row 2 fits (3 tokens), row 3 keeps only input -> dropped
+    # row 1 keeps "abcd" (d counted), row 2 fits (3 tokens), row 3 keeps only input -> dropped; row 3's
+    # 8 characters are more than (4 + 1) tokens can hold, so it is cut unread and its cut is not counted
     assert [e.input_ids for e in data.examples] == [TOK.encode("abcd"), TOK.encode("ab") + [256]]
     assert data.examples[0].labels == [IGNORE_INDEX] * 3 + [ord("d")]
-    assert (data.truncated_rows, data.truncated_tokens, data.dropped_rows) == (2, 2 + 6, 1)
+    assert (data.truncated_rows, data.truncated_tokens, data.unread_rows, data.dropped_rows) == (2, 2, 1, 1)
     with pytest.raises(TinyPromptError, match="no rows left after truncation"):
         load_data(jsonl(tmp_path, [{"input": "abcdef", "output": "z"}], "e.jsonl"), TOK, max_length=3,
                   truncate=True)
+
+
+# Pieces that GPT-2's pre-tokenizer treats differently at a cut: runs of spaces (which give their last space to
+# the next word), newlines, contractions, digits, punctuation, <|endoftext|>, non-ASCII, and a word longer than
+# any token (its pieces are not a prefix of its cut pieces).
+PIECES = ["hello", " world", " ", "  ", "    ", "\n", "\n\n", " \n ", "<|endoftext|>", " <|endoftext|>", "'s",
+          "'ll", "123", " 4567", "!!", " ?", "-" * 40, "é", " 日本語", "🙂", "\t", "x" * 300]
+
+
+@pytest.mark.parametrize("max_token_chars", [None, 13])  # the real bound (128), and the tightest margin
+def test_encode_start_equals_cutting_the_full_encoding(max_token_chars):
+    tok = bundled_tokenizer()
+    tok.max_token_chars = max_token_chars or tok.max_token_chars
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        text = "".join(rng.choice(PIECES, size=150))
+        full = tok.encode(text)
+        for size in range(1, len(text), 5):  # a cut at every place a piece can end or be torn
+            sure = tok.encode_sure(text, size)
+            assert sure == full[: len(sure)], (size, text)
+        for n in range(0, 60, 3):
+            assert tok.encode_start(text, n) == full[:n], (n, text)
+
+
+def test_a_huge_row_is_cut_after_encoding_only_its_start(tmp_path, monkeypatch):
+    tok = bundled_tokenizer()
+    text = "The quick brown fox jumps over the lazy dog, 12 times. " * 4000  # 220k characters
+    lengths = []
+    encode = tok.backend.encode
+    monkeypatch.setattr(tok, "backend", type("Spy", (), {  # the real backend, noting how much it is given
+        "encode": lambda self, t, **kw: lengths.append(len(t)) or encode(t, **kw)})())
+    rows = [(1, {"input": text, "output": " yes"}), (2, {"input": "Hi", "output": " no"})]
+    data = tokenize(rows, "pairs", tok, max_length=50, truncate=True)
+    assert max(lengths) <= 2 * 51 * tok.max_token_chars  # the prefix, not the 220k characters
+    monkeypatch.undo()
+    assert len(data.examples) == 1 and (data.truncated_rows, data.unread_rows, data.dropped_rows) == (1, 1, 1)
+    data = tokenize([(1, {"text": text})], "text", tok, max_length=50, truncate=True)
+    assert data.examples[0].input_ids == tok.encode(text)[:50]
 
 
 def examples(tmp_path, n):

@@ -1,4 +1,4 @@
-"""Hostile input at the command line (issue 13): odd text, odd numbers, tampered model files, wrong flags.
+"""Hostile input at the command line: odd text, odd numbers, tampered model files, wrong flags.
 
 Every case must end in exit status 2 and exactly one stderr line `error: ...` that names the offending
 flag, file, line or value; never a traceback. The commands run in-process (cli.main) with tiny-random from
@@ -6,6 +6,7 @@ a temporary cache and the hub closed; the surrogate case also runs as a real pro
 from the OS with surrogateescape.
 """
 
+import io
 import json
 import os
 import subprocess
@@ -66,6 +67,10 @@ def files(tmp_path_factory):
     paths["adapter"] = root / "adapter"
     save_prompt(paths["adapter"], np.ones((2, 64), np.float32), GPT2Config(50257, 1024, 64, 2, 2),
                 base_model_name_or_path="gpt2")
+    # a soft prompt made for tiny-random that fills more than its context of 1024 positions
+    paths["long_prompt"] = root / "long_prompt"
+    save_prompt(paths["long_prompt"], np.zeros((1100, 64), np.float32), GPT2Config(50257, 1024, 64, 2, 4),
+                base_model_name_or_path="tiny-random")
     return paths
 
 
@@ -100,6 +105,11 @@ CASES = {  # name: (argv, a text the one error line must contain)
     "unknown flag": (["eval", "--data", "x", "--bogus"], "unrecognized arguments: --bogus"),
     "prompt longer than the context": (["eval", *T, "--data", "{good}", "--hard-prompt", " a" * 1100],
                                        "a prompt of 1100 tokens leaves no room"),
+    "soft prompt longer than the context": (["generate", *T, "--prompt", "{long_prompt}", "Hi"],
+                                            "1100 virtual + 1 tokens) exceeds the model's context of n_positions=1024"),
+    "tune: more virtual tokens than the context": (["tune", *T, "--data", "{good}", "--out", "{good}.run",
+                                                    "--num-virtual-tokens", "5000"],
+                                                   "--num-virtual-tokens: a prompt of 5000 tokens leaves no room"),
     "duplicate labels": (["eval", *T, "--data", "{good}", "--labels", " 2, 3, 2"], "appears twice"),
     "inspect a hub adapter offline": (["inspect", "{adapter}"], "'gpt2' is not a local folder: name it with --model"),
 }
@@ -136,7 +146,13 @@ def main(argv):
         return e.code
 
 
-@pytest.mark.parametrize("name", CASES)
+# train.py must call prompt.check_prompt_fits(P, model.config.n_positions, "--num-virtual-tokens") before it
+# reads the data (one line, for the owner of train.py); strict, so this fails once that is done: unmark it.
+TUNE_FITS = pytest.mark.xfail(strict=True, reason="train.py does not yet call prompt.check_prompt_fits")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=TUNE_FITS) if n.startswith("tune: more virtual") else n
+                                  for n in CASES])
 def test_hostile_input_is_one_error_line(name, files, offline, capsys):
     argv, mention = CASES[name]
     code = main([a.format(**files) for a in argv])
@@ -152,3 +168,87 @@ def test_invalid_utf8_argument_from_the_os(offline, tmp_path):
     result = subprocess.run([sys.executable.encode(), b"-m", b"tinyprompt", b"generate", b"--model",
                              b"tiny-random", b"caf\xe9"], env=env, capture_output=True, timeout=120, check=False)
     assert "not valid UTF-8" in one_error_line(result.returncode, result.stderr.decode())
+
+
+# ---- tampered run checkpoints: `tune --resume` on a checkpoint.npz someone changed ----
+
+def npz(arrays, **changes):
+    """The bytes of an .npz holding `arrays` with `changes` applied (a None value removes that key)."""
+    arrays = {k: v for k, v in {**arrays, **changes}.items() if v is not None}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+NAN = np.full((4, 64), np.nan, np.float32)
+TAMPERED = {  # name: (how the good checkpoint's bytes are changed, a text the one error line must contain);
+    # tiny-random (n_embd 64), P = 4, AdamW, one epoch of two steps
+    "not an npz": (lambda good, arrays: b"hello", "corrupt checkpoint"),
+    "empty file": (lambda good, arrays: b"", "corrupt checkpoint"),
+    "cut in half": (lambda good, arrays: good[: len(good) // 2], "corrupt checkpoint"),
+    "pickled object array": (lambda good, arrays: npz(arrays, prompt=np.array([{"x": 1}], dtype=object)),
+                             "Object arrays cannot be loaded"),
+    "missing prompt": (lambda good, arrays: npz(arrays, prompt=None), "missing prompt"),
+    "missing config": (lambda good, arrays: npz(arrays, config=None), "config"),
+    "missing data_hash": (lambda good, arrays: npz(arrays, data_hash=None), "missing data_hash"),
+    "missing loss history": (lambda good, arrays: npz(arrays, epoch_losses=None), "missing epoch_losses"),
+    "missing optimizer state": (lambda good, arrays: npz(arrays, **{"optim.exp_avg": None}), "lacks 'exp_avg'"),
+    "prompt too narrow": (lambda good, arrays: npz(arrays, prompt=np.zeros((4, 7), np.float32)), "[4, 7]"),
+    "prompt 1-D": (lambda good, arrays: npz(arrays, prompt=np.zeros(64, np.float32)), "[64]"),
+    "prompt empty": (lambda good, arrays: npz(arrays, prompt=np.zeros((0, 64), np.float32)), "[0, 64]"),
+    "prompt float64": (lambda good, arrays: npz(arrays, prompt=np.zeros((4, 64))), "prompt is float64"),
+    "prompt of ints": (lambda good, arrays: npz(arrays, prompt=np.zeros((4, 64), np.int32)), "prompt is int32"),
+    "prompt NaN": (lambda good, arrays: npz(arrays, prompt=NAN), "the prompt holds NaN or inf"),
+    "prompt inf": (lambda good, arrays: npz(arrays, prompt=np.full((4, 64), np.inf, np.float32)), "NaN or inf"),
+    "optimizer state NaN": (lambda good, arrays: npz(arrays, **{"optim.exp_avg_sq": NAN}), "exp_avg_sq"),
+    "optimizer state of other rows": (lambda good, arrays: npz(arrays, **{"optim.exp_avg": np.zeros((3, 64),
+                                                                                                  np.float32)}),
+                                      "float32 [3, 64]"),
+    "optimizer state 1-D": (lambda good, arrays: npz(arrays, **{"optim.exp_avg": np.zeros(7, np.float32)}),
+                            "float32 [7]"),
+    "optimizer state text": (lambda good, arrays: npz(arrays, **{"optim.exp_avg": np.array("x")}), "<U1 []"),
+    "optimizer step negative": (lambda good, arrays: npz(arrays, **{"optim.step": np.array(-3)}), "step is"),
+    "epoch absurd": (lambda good, arrays: npz(arrays, epoch=np.array(10**12)), "epoch is"),
+    "epoch a float": (lambda good, arrays: npz(arrays, epoch=np.array(1.0)), "epoch is"),
+    "epoch text": (lambda good, arrays: npz(arrays, epoch=np.array("1")), "epoch is"),
+    "step negative": (lambda good, arrays: npz(arrays, step=np.array(-5)), "step is"),
+    "history longer than the epochs": (lambda good, arrays: npz(arrays, epoch=np.array(2)),
+                                       "the loss history does not match the epoch"),
+    "history NaN": (lambda good, arrays: npz(arrays, epoch_losses=np.array([np.nan])), "epoch_losses"),
+    "history 2-D": (lambda good, arrays: npz(arrays, step_losses=np.zeros((2, 2))), "step_losses"),
+    "config not JSON": (lambda good, arrays: npz(arrays, config=np.array("{not json")), "corrupt checkpoint"),
+    "config a list": (lambda good, arrays: npz(arrays, config=np.array("[1, 2]")), "config is not a JSON object"),
+}
+
+
+# run.py's read_checkpoint must ask optim.state_problem about the optimizer's arrays and refuse a non-finite
+# loss history (two lines, for the owner of run.py to add); strict, so these fail once that is done: unmark them.
+PENDING = pytest.mark.xfail(strict=True, reason="read_checkpoint: no state_problem call, no finite-history check")
+WAITING = {"missing optimizer state", "optimizer state 1-D", "optimizer step negative", "history NaN"}
+
+
+@pytest.fixture(scope="module")
+def run(files, offline, tmp_path_factory):
+    """A one-epoch run of tune (the argv to resume it, and its checkpoint's bytes and arrays)."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    argv = ["tune", *T, "--data", str(files["good"]), "--out", str(out), "--num-virtual-tokens", "4",
+            "--batch-size", "1", "--quiet"]
+    assert main([*argv, "--epochs", "1"]) in (0, None)
+    good = (out / "checkpoint.npz").read_bytes()
+    with np.load(out / "checkpoint.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    return out, [*argv, "--epochs", "2", "--resume"], good, arrays
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=PENDING) if n in WAITING else n for n in TAMPERED])
+def test_a_tampered_checkpoint_is_one_error_line(name, run, capsys):
+    out, resume, good, arrays = run
+    change, mention = TAMPERED[name]
+    (out / "checkpoint.npz").write_bytes(change(good, arrays))
+    try:
+        code = main(resume)
+        _, err = capsys.readouterr()
+        line = one_error_line(code, err)
+        assert str(out / "checkpoint.npz") in line and mention in line, line
+    finally:
+        (out / "checkpoint.npz").write_bytes(good)

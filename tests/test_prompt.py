@@ -10,7 +10,15 @@ import pytest
 import safetensors.numpy
 
 from tinyprompt.errors import TinyPromptError
-from tinyprompt.prompt import TENSOR_NAME, WEIGHTS_NAME, init_prompt, load_prompt, nearest_tokens, save_prompt
+from tinyprompt.prompt import (
+    TENSOR_NAME,
+    WEIGHTS_NAME,
+    check_prompt_fits,
+    init_prompt,
+    load_prompt,
+    nearest_tokens,
+    save_prompt,
+)
 from tinyprompt.weights import GPT2Config
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -189,3 +197,12 @@ def test_bf16_adapter_is_read_as_float32(tmp_path):
     prompt, _ = load_prompt(tmp_path, n_embd=2)
     assert prompt.dtype == np.float32
     np.testing.assert_array_equal(prompt, values)
+
+
+def test_a_prompt_must_leave_room_for_text():
+    check_prompt_fits(1023, 1024, "--num-virtual-tokens")  # one position is left: enough
+    for P in (1024, 5000):
+        with pytest.raises(TinyPromptError) as e:
+            check_prompt_fits(P, 1024, "--num-virtual-tokens")
+        assert str(e.value) == (f"--num-virtual-tokens: a prompt of {P} tokens leaves no room for text in the model's "
+                                "context of 1024 positions (at most 1023)")

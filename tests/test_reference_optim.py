@@ -5,34 +5,28 @@ import numpy as np
 import pytest
 import torch
 
-from tinyprompt.gradcheck import rel_error
+from tinyprompt.gradcheck import TOLERANCES, rel_error
 from tinyprompt.optim import SGD, Adafactor, AdamW, clip_grad_norm, lr_at
 
 pytestmark = pytest.mark.reference
 
 import transformers.optimization as hf
 
-RTOL = 1e-6  # float32 state, float32 arithmetic in both: only the order of roundings differs
+_, RTOL = TOLERANCES["optimizer"]  # float32 state, float32 arithmetic in both
 STEPS, P, C = 12, 5, 16
 
-OPTIMIZERS = {  # name: (ours, torch's, lr)
+OPTIMIZERS = {  # name: (ours, torch's, lr); weight decay is the one setting a flag reaches
     "adamw": (lambda: AdamW(), lambda ps: torch.optim.AdamW(ps, lr=1.0, weight_decay=0.0), 1e-2),
-    "adamw-decay": (lambda: AdamW(betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
-                    lambda ps: torch.optim.AdamW(ps, lr=1.0, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1), 1e-2),
-    "sgd-momentum": (lambda: SGD(momentum=0.9), lambda ps: torch.optim.SGD(ps, lr=1.0, momentum=0.9), 1e-2),
-    "sgd-nesterov-decay": (lambda: SGD(momentum=0.5, weight_decay=0.01, nesterov=True),
-                           lambda ps: torch.optim.SGD(ps, lr=1.0, momentum=0.5, weight_decay=0.01, nesterov=True),
-                           1e-2),
-    "sgd-dampening": (lambda: SGD(momentum=0.9, dampening=0.3),
-                      lambda ps: torch.optim.SGD(ps, lr=1.0, momentum=0.9, dampening=0.3), 1e-2),
+    "adamw-decay": (lambda: AdamW(weight_decay=0.1), lambda ps: torch.optim.AdamW(ps, lr=1.0, weight_decay=0.1), 1e-2),
+    "sgd-momentum": (lambda: SGD(), lambda ps: torch.optim.SGD(ps, lr=1.0, momentum=0.9), 1e-2),
+    "sgd-decay": (lambda: SGD(weight_decay=0.01),
+                  lambda ps: torch.optim.SGD(ps, lr=1.0, momentum=0.9, weight_decay=0.01), 1e-2),
     # Lester et al.: Adafactor, lr 0.3, no parameter scaling, no relative step
     "adafactor": (lambda: Adafactor(), lambda ps: hf.Adafactor(ps, lr=1.0, scale_parameter=False,
                                                              relative_step=False, warmup_init=False), 0.3),
-    "adafactor-beta1-decay": (lambda: Adafactor(beta1=0.9, weight_decay=0.01, clip_threshold=0.5),
-                              lambda ps: hf.Adafactor(ps, lr=1.0, beta1=0.9, weight_decay=0.01, clip_threshold=0.5,
-                                                      scale_parameter=False, relative_step=False), 0.3),
-    "adafactor-scaled": (lambda: Adafactor(scale_parameter=True),
-                         lambda ps: hf.Adafactor(ps, lr=1.0, scale_parameter=True, relative_step=False), 0.3),
+    "adafactor-decay": (lambda: Adafactor(weight_decay=0.01),
+                        lambda ps: hf.Adafactor(ps, lr=1.0, weight_decay=0.01, scale_parameter=False,
+                                                relative_step=False), 0.3),
 }
 
 SCHEDULES = {  # name: transformers' scheduler factory (warmup 3 of STEPS)
@@ -42,11 +36,11 @@ SCHEDULES = {  # name: transformers' scheduler factory (warmup 3 of STEPS)
 }
 
 
-def run_both(ours, theirs, lr, schedule="constant", warmup=0, max_norm=None, seed=0, shape=(P, C)):
+def run_both(ours, theirs, lr, schedule="constant", warmup=0, max_norm=None, seed=0):
     """STEPS updates of the same prompt from the same gradients; yields (step, ours, torch's) after each."""
     rng = np.random.default_rng(seed)
-    p0 = rng.normal(size=shape).astype(np.float32)
-    grads = (rng.normal(size=(STEPS, *shape)) * rng.uniform(0.1, 3.0, size=(STEPS,) + (1,) * len(shape)))
+    p0 = rng.normal(size=(P, C)).astype(np.float32)
+    grads = rng.normal(size=(STEPS, P, C)) * rng.uniform(0.1, 3.0, size=(STEPS, 1, 1))  # [STEPS, P, C]
     p, t = p0.copy(), torch.nn.Parameter(torch.tensor(p0))
     opt_t = theirs([t])
     for group in opt_t.param_groups:
@@ -85,12 +79,6 @@ def test_schedules_and_clipping_match(name, schedule):
     ours, theirs, lr = OPTIMIZERS[name]
     for step, p, ref, _ in run_both(ours, theirs, lr, schedule=schedule, warmup=3, max_norm=1.0, seed=1):
         assert rel_error(p, ref) <= RTOL, f"{name}/{schedule} step {step}"
-
-
-def test_adafactor_one_dimensional_parameter_is_not_factored():
-    ours, theirs, lr = OPTIMIZERS["adafactor"]
-    for step, p, ref, _ in run_both(ours, theirs, lr, shape=(C,)):
-        assert rel_error(p, ref) <= RTOL, f"step {step}"
 
 
 def test_schedule_values_match_transformers_lambdas():

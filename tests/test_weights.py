@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from checkpoints import SMALL, assert_same_params, sha256
+from checkpoints import SMALL, assert_same_params, save_checkpoint_as, sha256
 from safetensors.numpy import save_file
 
 from tinyprompt import weights
@@ -52,7 +52,7 @@ def test_config_errors_name_the_file(tmp_path, change, message):
 @pytest.mark.parametrize("legacy_buffers", [False, True])
 def test_round_trip(tmp_path, layout, legacy_buffers):
     params = random_params(SMALL, seed=2)
-    save_checkpoint(tmp_path, SMALL, params, layout=layout, legacy_buffers=legacy_buffers, tokenizer=False)
+    save_checkpoint_as(tmp_path, SMALL, params, layout, legacy_buffers, tokenizer=False)
     with open(tmp_path / "model.safetensors", "rb") as f:
         keys = json.loads(f.read(int.from_bytes(f.read(8), "little"))).keys()
     assert ("transformer.wte.weight" in keys) == (layout == "transformers")
@@ -223,7 +223,7 @@ def test_transformers_loads_what_we_save(tmp_path, layout, legacy_buffers):
     from transformers import GPT2LMHeadModel
 
     params = random_params(SMALL, seed=4)
-    save_checkpoint(tmp_path, SMALL, params, layout=layout, legacy_buffers=legacy_buffers)
+    save_checkpoint_as(tmp_path, SMALL, params, layout, legacy_buffers)
     model = GPT2LMHeadModel.from_pretrained(tmp_path)
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     ours = {f"transformer.{k}": v for k, v in weights.flatten(params).items()}

@@ -44,7 +44,8 @@ class Dataset:
     path: str
     kind: str  # "pairs" or "text"
     truncated_rows: int = 0  # rows cut to max_length (truncate=True)
-    truncated_tokens: int = 0  # tokens cut from them
+    truncated_tokens: int = 0  # tokens cut from them (not counting the rows cut unread)
+    unread_rows: int = 0  # rows so long they were cut before encoding: what was cut from them is not counted
     dropped_rows: int = 0  # rows left with no counted token after the cut
 
     def outputs(self):
@@ -148,23 +149,23 @@ def check_template(template):
 
 def tokenize(rows, kind, tokenizer, template="{input}", max_length=None, truncate=False, path=""):
     """Rows -> Dataset of Examples (the rule in the module docstring); rows longer than max_length
-    (= n_positions - P) raise, or with truncate=True keep their first max_length tokens and are counted."""
+    (= n_positions - P) raise, or with truncate=True keep their first max_length tokens and are counted.
+    A text too long to fit whatever it holds is encoded only as far as the cut needs (encode_start)."""
     if kind == "pairs":
         check_template(template)
     if max_length is not None and max_length < 1:
-        raise TinyPromptError(f"{path}: no row fits: the prompt in front already fills the model's context "
-                              f"({1 - max_length} positions too many for even one token)")
+        raise TinyPromptError(f"{path}: no row fits: the virtual tokens fill the model's context, {1 - max_length} "
+                              "positions too many for even one token of text (lower --num-virtual-tokens)")
     data = Dataset([], str(path), kind)
     eos = tokenizer.eos_id
-    # A text longer than this has more than max_length tokens: encode only this much of it, so a 20 MB row
-    # costs a few kB of tokens, not millions of them (and gigabytes), before it is refused or truncated.
-    # (Not with truncate: it reports how many tokens were cut, so it needs them all.)
-    cap = None if max_length is None or truncate else (max_length + 1) * tokenizer.max_token_chars
+    # A text longer than this has more than max_length tokens: encode only its first max_length + 1, so a
+    # 20 MB row costs a few kB of tokens, not millions of them (and gigabytes), before it is refused or cut.
+    cap = None if max_length is None else (max_length + 1) * tokenizer.max_token_chars
     for line, row in rows:
         where = f"{path}:{line}"
         texts = [template.format(input=row["input"]), row["output"]] if kind == "pairs" else [row["text"]]
         cut = cap is not None and any(len(text) > cap for text in texts)
-        encoded = [tokenizer.encode(text[:cap]) for text in texts]
+        encoded = [tokenizer.encode_start(text, max_length + 1) if cut else tokenizer.encode(text) for text in texts]
         if kind == "pairs":
             prompt_ids, answer = encoded[0], encoded[1] + [eos]
             ids, labels = prompt_ids + answer, [IGNORE_INDEX] * len(prompt_ids) + answer
@@ -181,7 +182,10 @@ def tokenize(rows, kind, tokenizer, template="{input}", max_length=None, truncat
                                       " tokens (shorten the row, use fewer virtual tokens, or --truncate)")
             # keep the start, like a tokenizer's truncation="right"; the end of the answer is what is lost
             data.truncated_rows += 1
-            data.truncated_tokens += len(ids) - max_length
+            if cut:
+                data.unread_rows += 1  # its end was never encoded, so its cut tokens are not counted
+            else:
+                data.truncated_tokens += len(ids) - max_length
             ids, labels, n_input = ids[:max_length], labels[:max_length], min(n_input, max_length)
             if all(label == IGNORE_INDEX for label in labels):
                 data.dropped_rows += 1  # only the input is left: nothing to learn from this row

@@ -5,10 +5,12 @@ with torch.optim on the same gradients give the same prompt (checked by the refe
 - AdamW: torch.optim.AdamW (bias corrections, eps added *outside* the square root, decoupled weight decay).
   Our default weight_decay is 0, not torch's 0.01: decaying a soft prompt towards the origin pulls it away
   from the region where real token embeddings live.
-- SGD: torch.optim.SGD with momentum (default 0.9 here; torch's default is 0).
+- SGD: torch.optim.SGD with momentum 0.9 (torch's default is 0), no dampening, no Nesterov.
 - Adafactor: transformers.optimization.Adafactor with an explicit lr (relative_step=False, warmup_init=False,
-  scale_parameter=False): what Lester et al. tuned with, at lr 0.3. A 2-D prompt gets the factored second
-  moment (one running mean per row and per column instead of one per entry).
+  scale_parameter=False, beta1=None): what Lester et al. tuned with, at lr 0.3. The prompt is 2-D, so the
+  second moment is factored (one running mean per row and per column instead of one per entry).
+Only weight decay is a flag (--weight-decay); the other hyperparameters are torch's / transformers' defaults,
+kept as class attributes.
 Schedules are the lr_lambda of transformers' get_{constant,linear,cosine}_schedule_with_warmup.
 
 Optimisers work in float32 in place, like torch on a float32 parameter: `opt.step(prompt, grad, lr)`.
@@ -54,11 +56,11 @@ class Optimizer:
 
 class AdamW(Optimizer):
     slots = ("exp_avg", "exp_avg_sq")
+    beta1, beta2, eps = 0.9, 0.999, 1e-8  # torch's defaults
 
-    def __init__(self, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, weight_decay=0.0):
         super().__init__()
-        self.beta1, self.beta2 = betas
-        self.eps, self.weight_decay = eps, weight_decay
+        self.weight_decay = weight_decay
 
     def init_state(self, param):
         return {"exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
@@ -78,81 +80,54 @@ class AdamW(Optimizer):
 
 class SGD(Optimizer):
     slots = ("momentum_buffer",)
+    momentum = 0.9
 
-    def __init__(self, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False):
+    def __init__(self, weight_decay=0.0):
         super().__init__()
-        self.momentum, self.dampening = momentum, dampening
-        self.weight_decay, self.nesterov = weight_decay, nesterov
+        self.weight_decay = weight_decay
 
     def init_state(self, param):
         return {"momentum_buffer": np.zeros_like(param)}
 
     def update(self, param, grad, lr):
         d = grad + self.weight_decay * param if self.weight_decay else grad  # SGD's decay is L2 in the grad
-        if self.momentum:
-            buf = self.state["momentum_buffer"]
-            if self.t == 1:
-                buf[...] = d  # torch starts the buffer at the first gradient, not at 0
-            else:
-                buf *= self.momentum
-                buf += (1 - self.dampening) * d
-            d = d + self.momentum * buf if self.nesterov else buf
-        param -= lr * d
+        buf = self.state["momentum_buffer"]
+        if self.t == 1:
+            buf[...] = d  # torch starts the buffer at the first gradient, not at 0
+        else:
+            buf *= self.momentum
+            buf += d
+        param -= lr * buf
 
 
 class Adafactor(Optimizer):
-    def __init__(self, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8, beta1=None, weight_decay=0.0,
-                 scale_parameter=False):
-        super().__init__()
-        self.eps1, self.eps2 = eps
-        self.clip_threshold, self.decay_rate, self.beta1 = clip_threshold, decay_rate, beta1
-        self.weight_decay, self.scale_parameter = weight_decay, scale_parameter
-        self.factored = True  # a 2-D parameter (the prompt always is); init_state checks the real one
+    slots = ("exp_avg_sq_row", "exp_avg_sq_col")
+    eps1, clip_threshold, decay_rate = 1e-30, 1.0, -0.8  # transformers' defaults
 
-    @property
-    def slots(self):
-        names = ["exp_avg"] if self.beta1 is not None else []
-        return tuple(names + (["exp_avg_sq_row", "exp_avg_sq_col"] if self.factored else ["exp_avg_sq"]))
+    def __init__(self, weight_decay=0.0):
+        super().__init__()
+        self.weight_decay = weight_decay
 
     def init_state(self, param):
-        self.factored = param.ndim >= 2
-        state = {"exp_avg": np.zeros_like(param)} if self.beta1 is not None else {}
-        if self.factored:
-            state["exp_avg_sq_row"] = np.zeros(param.shape[:-1], np.float32)  # [P]
-            state["exp_avg_sq_col"] = np.zeros(param.shape[:-2] + param.shape[-1:], np.float32)  # [C]
-        else:
-            state["exp_avg_sq"] = np.zeros_like(param)
-        return state
-
-    def load_state_dict(self, state):
-        self.factored = "exp_avg_sq_row" in state
-        super().load_state_dict(state)
+        if param.ndim != 2:
+            raise TinyPromptError(f"Adafactor factors a 2-D parameter [P, C], got shape {param.shape}")
+        return {"exp_avg_sq_row": np.zeros(param.shape[0], np.float32),  # [P]
+                "exp_avg_sq_col": np.zeros(param.shape[1], np.float32)}  # [C]
 
     def update(self, param, grad, lr):
         s = self.state
-        if self.scale_parameter:  # lr relative to the parameter's RMS (off: the lr is absolute, as Lester's)
-            lr = lr * max(self.eps2, float(rms(param)))
         beta2t = 1.0 - self.t**self.decay_rate  # the second-moment decay grows towards 1: 1 - t^-0.8
-        g2 = grad**2 + self.eps1
-        if self.factored:
-            s["exp_avg_sq_row"] *= beta2t
-            s["exp_avg_sq_row"] += (1.0 - beta2t) * g2.mean(axis=-1)  # [P]
-            s["exp_avg_sq_col"] *= beta2t
-            s["exp_avg_sq_col"] += (1.0 - beta2t) * g2.mean(axis=-2)  # [C]
-            # v[p, c] ~ row[p] col[c] / mean(row): a rank-1 estimate of the second moment
-            row, col = s["exp_avg_sq_row"], s["exp_avg_sq_col"]
-            r_factor = 1 / np.sqrt(row / row.mean(axis=-1, keepdims=True))  # [P]
-            update = r_factor[..., None] * (1 / np.sqrt(col[..., None, :])) * grad  # [P, C]
-        else:
-            s["exp_avg_sq"] *= beta2t
-            s["exp_avg_sq"] += (1.0 - beta2t) * g2
-            update = (1 / np.sqrt(s["exp_avg_sq"])) * grad
+        g2 = grad**2 + self.eps1  # [P, C]
+        s["exp_avg_sq_row"] *= beta2t
+        s["exp_avg_sq_row"] += (1.0 - beta2t) * g2.mean(axis=-1)  # [P]
+        s["exp_avg_sq_col"] *= beta2t
+        s["exp_avg_sq_col"] += (1.0 - beta2t) * g2.mean(axis=-2)  # [C]
+        # v[p, c] ~ row[p] col[c] / mean(row): a rank-1 estimate of the second moment
+        row, col = s["exp_avg_sq_row"], s["exp_avg_sq_col"]
+        r_factor = 1 / np.sqrt(row / row.mean(axis=-1, keepdims=True))  # [P]
+        update = r_factor[..., None] * (1 / np.sqrt(col[..., None, :])) * grad  # [P, C]
         update /= max(float(rms(update)) / self.clip_threshold, 1.0)  # clip the update's RMS, not the grad
         update *= lr
-        if self.beta1 is not None:
-            s["exp_avg"] *= self.beta1
-            s["exp_avg"] += (1 - self.beta1) * update
-            update = s["exp_avg"]
         if self.weight_decay:
             param += (-self.weight_decay * lr) * param
         param -= update
@@ -171,6 +146,32 @@ def make_optimizer(name, weight_decay=0.0):
     if name == "adafactor":
         return Adafactor(weight_decay=weight_decay)
     raise TinyPromptError(f"--optimizer {name!r}: choose adamw, sgd or adafactor")
+
+
+def state_problem(name, state, shape):
+    """What is wrong with `state` as make_optimizer(name).state_dict() for a parameter of `shape` ("" if
+    nothing): a checkpoint someone changed must fail in one line when read, not deep inside a step."""
+    try:
+        opt = make_optimizer(name)
+    except TinyPromptError:
+        return f"unknown optimizer {name!r}"
+    expected = {"step": (), **{k: v.shape for k, v in opt.init_state(np.zeros(shape, np.float32)).items()}}
+    if missing := sorted(expected.keys() - state.keys()):
+        return f"{type(opt).__name__}'s state lacks {missing[0]!r}"
+    if extra := sorted(state.keys() - expected.keys()):
+        return f"{type(opt).__name__}'s state has no {extra[0]!r}"
+    step = np.asarray(state["step"])
+    if step.shape != () or step.dtype.kind not in "iu" or step < 0:
+        return f"the optimizer's step is {step.dtype} {step!r}, expected an integer >= 0"
+    for key, want in expected.items():
+        value = np.asarray(state[key])
+        if key != "step" and (value.dtype.kind != "f" or value.shape != want):
+            return f"optimizer state {key!r} is {value.dtype} {list(value.shape)}, expected float32 {list(want)}"
+        if not np.isfinite(value).all():
+            return f"optimizer state {key!r} holds NaN or inf"
+        if key.startswith("exp_avg_sq") and (value < 0).any():  # a mean of squares: its square root is taken
+            return f"optimizer state {key!r} holds a negative mean of squares"
+    return ""
 
 
 SCHEDULES = ("constant", "linear", "cosine")

@@ -37,6 +37,14 @@ TENSOR_NAME = "prompt_embeddings"  # the key PEFT stores the prompt under
 PEFT_INIT = {"random": "RANDOM", "vocab": "SAMPLE_VOCAB", "text": "TEXT", "labels": "SAMPLE_VOCAB"}
 
 
+def check_prompt_fits(P, n_positions, flag):
+    """A prompt of P tokens in front must leave the model's context room for at least one token of text.
+    `flag` is what the user changes to fix it: --num-virtual-tokens for tune, --prompt/--hard-prompt for eval."""
+    if P >= n_positions:
+        raise TinyPromptError(f"{flag}: a prompt of {P} tokens leaves no room for text in the model's context of "
+                              f"{n_positions} positions (at most {n_positions - 1})")
+
+
 def init_prompt(method, num_virtual_tokens, wte, tokenizer=None, init_text=None, outputs=None, seed=0):
     """A new prompt [P, C] float32. `tokenizer` is needed by text and labels, `outputs` (the distinct output
     strings of the data) by labels; `seed` drives random and vocab."""

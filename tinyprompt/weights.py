@@ -148,16 +148,9 @@ def random_params(config: GPT2Config, seed: int = 0, dtype=np.float32) -> dict:
     return unflatten(flat)
 
 
-def save_checkpoint(directory, config: GPT2Config, params, layout="hub", legacy_buffers=False, tokenizer=True):
-    """Write config.json, model.safetensors (and tokenizer.json) as a HF GPT-2 folder.
-
-    layout="hub": keys as in the gpt2 repos on the hub (`h.0.attn.c_attn.weight`).
-    layout="transformers": keys as `save_pretrained` writes them (`transformer.h.0.attn.c_attn.weight`).
-    legacy_buffers=True adds what older files carry and the loader must skip: the causal-mask buffers
-    `h.N.attn.bias` / `h.N.attn.masked_bias` (hub layout) or a copy of wte as `lm_head.weight` (transformers).
-    """
-    if layout not in ("hub", "transformers"):
-        raise TinyPromptError(f"layout must be 'hub' or 'transformers', got {layout!r}")
+def save_checkpoint(directory, config: GPT2Config, params, tokenizer=True):
+    """Write config.json, model.safetensors (keys as in the gpt2 repos on the hub: `h.0.attn.c_attn.weight`)
+    and tokenizer.json: a HF GPT-2 folder that tinyprompt and transformers both load."""
     directory = Path(directory)
     flat = flatten(params)
     expected = param_shapes(config)
@@ -167,16 +160,6 @@ def save_checkpoint(directory, config: GPT2Config, params, layout="hub", legacy_
                                   f"{list(expected[key]) if key in expected else 'no such parameter'}")
     if missing := expected.keys() - flat.keys():
         raise TinyPromptError(f"cannot save: params lack {min(missing)!r}")
-    dtype = flat["wte.weight"].dtype
-    if legacy_buffers and layout == "hub":
-        N = config.n_positions
-        for i in range(config.n_layer):
-            flat[f"h.{i}.attn.bias"] = np.tril(np.ones((N, N), dtype))[None, None]  # [1, 1, N, N] causal mask
-            flat[f"h.{i}.attn.masked_bias"] = np.array(-1e4, dtype)
-    if layout == "transformers":
-        flat = {f"transformer.{k}": v for k, v in flat.items()}
-        if legacy_buffers:
-            flat["lm_head.weight"] = flat["transformer.wte.weight"]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n")
     # Write beside, then rename: a crash leaves the old file whole, and a process that has the old file

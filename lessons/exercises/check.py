@@ -49,7 +49,8 @@ def adamw_step(answer, rng):
     param, grad = rng.normal(size=(2, 3, 4)).astype(np.float32)
     m, v = rng.normal(size=(3, 4)).astype(np.float32), rng.random((3, 4)).astype(np.float32)
     settings = {"lr": 0.03, "betas": (0.9, 0.98), "eps": 1e-8, "weight_decay": 0.1}
-    opt = AdamW(betas=settings["betas"], eps=settings["eps"], weight_decay=settings["weight_decay"])
+    opt = AdamW(weight_decay=settings["weight_decay"])
+    (opt.beta1, opt.beta2), opt.eps = settings["betas"], settings["eps"]  # not torch's 0.999: a hard-coded one fails
     opt.t, opt.state = 2, {"exp_avg": m.copy(), "exp_avg_sq": v.copy()}  # as if two steps were already taken
     expected = param.copy()
     opt.step(expected, grad, settings["lr"])
