@@ -146,13 +146,7 @@ def main(argv):
         return e.code
 
 
-# train.py must call prompt.check_prompt_fits(P, model.config.n_positions, "--num-virtual-tokens") before it
-# reads the data (one line, for the owner of train.py); strict, so this fails once that is done: unmark it.
-TUNE_FITS = pytest.mark.xfail(strict=True, reason="train.py does not yet call prompt.check_prompt_fits")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=TUNE_FITS) if n.startswith("tune: more virtual") else n
-                                  for n in CASES])
+@pytest.mark.parametrize("name", CASES)
 def test_hostile_input_is_one_error_line(name, files, offline, capsys):
     argv, mention = CASES[name]
     code = main([a.format(**files) for a in argv])
@@ -221,11 +215,6 @@ TAMPERED = {  # name: (how the good checkpoint's bytes are changed, a text the o
 }
 
 
-# run.py's read_checkpoint must ask optim.state_problem about the optimizer's arrays and refuse a non-finite
-# loss history (two lines, for the owner of run.py to add); strict, so these fail once that is done: unmark them.
-PENDING = pytest.mark.xfail(strict=True, reason="read_checkpoint: no state_problem call, no finite-history check")
-WAITING = {"missing optimizer state", "optimizer state 1-D", "optimizer step negative", "history NaN"}
-
 
 @pytest.fixture(scope="module")
 def run(files, offline, tmp_path_factory):
@@ -240,7 +229,7 @@ def run(files, offline, tmp_path_factory):
     return out, [*argv, "--epochs", "2", "--resume"], good, arrays
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=PENDING) if n in WAITING else n for n in TAMPERED])
+@pytest.mark.parametrize("name", TAMPERED)
 def test_a_tampered_checkpoint_is_one_error_line(name, run, capsys):
     out, resume, good, arrays = run
     change, mention = TAMPERED[name]

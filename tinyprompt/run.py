@@ -24,6 +24,7 @@ import numpy as np
 
 from .card import base_model, write_card
 from .errors import TinyPromptError
+from .optim import state_problem
 from .prompt import CONFIG_NAME, INIT_METHODS, WEIGHTS_NAME, atomic_write, save_prompt
 
 CHECKPOINT, METRICS, PLOT, LOCK, BEST = "checkpoint.npz", "metrics.json", "loss.png", ".lock", "best"
@@ -180,15 +181,13 @@ def read_checkpoint(path, n_embd):
         state[key] = int(value)
     need(1 <= state["epoch"] <= MAX_EPOCHS, f"epoch is {state['epoch']}")
     for key in HISTORY:
-        need(state[key].ndim == 1 and state[key].dtype == np.float64, f"{key} is not a list of numbers")
+        need(state[key].ndim == 1 and state[key].dtype == np.float64 and bool(np.isfinite(state[key]).all()),
+             f"{key} is not a list of finite numbers")
     need(len(state["epoch_losses"]) == state["epoch"], "the loss history does not match the epoch")
     need(all(len(state[k]) in (0, state["epoch"]) for k in ("val_losses", "val_scores"))
          and len(state["val_start"]) <= 2, "the validation history does not match the epoch")
-    for key, value in state.items():
-        if key.startswith("optim."):
-            need(value.dtype.kind in "fiu" and (value.shape in ((), prompt.shape) or value.ndim == 1),
-                 f"{key} is {value.dtype} {list(value.shape)}")
-            need(bool(np.isfinite(value).all()), f"{key} holds NaN or inf")
+    optim = {k.removeprefix("optim."): v for k, v in state.items() if k.startswith("optim.")}
+    need(not (problem := state_problem(state["config"].get("optimizer"), optim, prompt.shape)), problem)
     return state
 
 

@@ -42,7 +42,7 @@ from .data import IGNORE_INDEX, batches, num_batches, parse_label_words, split_v
 from .errors import TinyPromptError
 from .evaluate import evaluate, parse_labels, progress
 from .optim import clip_grad_norm, lr_at, make_optimizer
-from .prompt import init_prompt, load_prompt
+from .prompt import check_prompt_fits, init_prompt, load_prompt
 from .run import (
     CHECKPOINT,
     HISTORY,
@@ -213,6 +213,7 @@ def prepare(cfg, out, target, model, tokenizer):
     state = read_checkpoint(out / CHECKPOINT, model.config.n_embd) if cfg.resume else None
     start, cfg = starting_prompt(cfg, state, model)
     P, max_length = cfg.num_virtual_tokens, model.config.n_positions - cfg.num_virtual_tokens
+    check_prompt_fits(P, model.config.n_positions, "--num-virtual-tokens")
     data, train_rows, val_rows, val_kind = load_rows(cfg, tokenizer, max_length)
     labels = parse_labels(cfg.labels, cfg.label_words) if val_rows else None
     if labels and val_kind != "pairs":
