@@ -103,7 +103,7 @@ def cmd_eval(args):
     from .api import load_model, load_tokenizer
     from .data import load_data, parse_label_words
     from .evaluate import evaluate, format_results, parse_labels, with_prefix
-    from .prompt import load_prompt
+    from .prompt import check_prompt_fits, load_prompt
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise TinyPromptError("--batch-size and --limit must be at least 1")
@@ -114,9 +114,7 @@ def cmd_eval(args):
     runs += [(f"hard: {text!r}", None, tok.encode(text)) for text in args.hard_prompt or []]
     runs = runs or [("(no prompt)", None, [])]
     longest = max((0 if p is None else len(p)) + len(prefix) for _, p, prefix in runs)
-    if longest >= model.config.n_positions:
-        raise TinyPromptError(f"a prompt of {longest} tokens leaves no room for a row in the model's context of "
-                              f"{model.config.n_positions} positions")
+    check_prompt_fits(longest, model.config.n_positions, "--prompt/--hard-prompt")
     data = load_data(args.data, tok, args.template, model.config.n_positions - longest, False, args.input_column,
                      args.output_column, args.text_column, words)
     if labels and data.kind != "pairs":

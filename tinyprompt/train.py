@@ -241,8 +241,9 @@ def prepare(cfg, out, target, model, tokenizer):
     say(run, f"tune: {len(train_rows)} train rows, {len(val_rows)} validation rows ({data.kind}); P={P} virtual "
              f"tokens (init {cfg.init}); {cfg.epochs} epochs x {steps_per_epoch} steps; {cfg.optimizer} lr {cfg.lr}")
     if data.truncated_rows:
-        say(run, f"--truncate: cut {data.truncated_rows} rows by {data.truncated_tokens} tokens in all to fit "
-                 f"{max_length} tokens; dropped {data.dropped_rows} rows left with nothing to learn")
+        unread = f" ({data.unread_rows} so long that their ends were never read)" if data.unread_rows else ""
+        say(run, f"--truncate: cut {data.truncated_rows} rows{unread} by {data.truncated_tokens} tokens in all to "
+                 f"fit {max_length} tokens; dropped {data.dropped_rows} rows left with nothing to learn")
     if first_epoch:
         say(run, f"resuming after epoch {first_epoch} (step {step}) from {out / CHECKPOINT}")
     elif val_rows:  # epoch 0: where the prompt starts, the first point of every validation curve
