@@ -25,7 +25,20 @@ What to look at
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, compare, load, parse_args, read_rows, report, sample, save_figure, show, table, tune
+from common import (
+    DATA,
+    compare,
+    load,
+    parse_args,
+    read_rows,
+    report,
+    same_norms,
+    sample,
+    save_figure,
+    show,
+    table,
+    tune,
+)
 
 from tinyprompt import layers
 from tinyprompt.prompt import init_prompt
@@ -176,10 +189,7 @@ def main():
     tuned, _ = tune(model, tok, "02_sst2", data=str(train_path), num_virtual_tokens=P, init="labels", lr=0.03,
                     epochs=1, batch_size=8, seed=0, input_column="text", output_column="label",
                     template="{input}Sentiment:", label_words="0= negative,1= positive", quiet=True)
-    rng = np.random.default_rng(1)
-    same_norm = rng.normal(size=tuned.shape)  # random directions, each scaled to its tuned vector's norm
-    same_norm = (same_norm / np.linalg.norm(same_norm, axis=1, keepdims=True)
-                 * np.linalg.norm(tuned, axis=1, keepdims=True)).astype(np.float32)
+    same_norm = same_norms(np.linalg.norm(tuned, axis=1), tuned.shape[1], seed=1)  # [P, C]
     prompts = {"tuned prompt": tuned, "random, same norms": same_norm,
                "position shift only (zeros)": np.zeros_like(tuned)}  # zeros: the P slots carry only wpe
     reviews = [r["text"] + "Sentiment:" for r in read_rows(DATA / "sst2" / "dev.tsv")[:8 if args.quick else 32]]

@@ -25,11 +25,9 @@ What to look at
   - lessons/out/08_accuracy.png.
 """
 
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, compare, load, parse_args, report, sample, save_figure, table, tune
+from common import DATA, compare, load, parse_args, report, sample, save_figure, table, tune, wilson
 
 from tinyprompt import data
 from tinyprompt.evaluate import rank_classify, with_prefix  # (tinyprompt.evaluate is the API function)
@@ -42,13 +40,6 @@ LABEL_WORDS = "0= negative,1= positive"  # SST-2's 0/1 labels as the words to ra
 COLUMNS = {"input_column": "text", "output_column": "label", "template": TEMPLATE, "label_words": LABEL_WORDS}
 LR, SEED, P_TUNED = 0.03, 0, 10
 FLOAT32 = {"rtol": 1e-4, "atol": 1e-4}  # float32 logits of two different routes agree to about this
-
-
-def wilson(correct, n, z=1.96):
-    """The 95% Wilson score interval of a proportion correct / n."""
-    p = correct / n
-    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
 
 
 def main():
