@@ -39,8 +39,8 @@ def test_every_skill_is_there_in_several_forms(docs):
         for _, answer in (positive, negative):
             assert answer.format(hi=5, lo=1) in answers or answer.format(hi=4, lo=2) in answers, answer
     text = "\n".join(c + a for c, a in docs)
-    assert "3 plus 4 is 7." in text and "3+4=7" in text and "The sum of 3 and 4 is 7." in text
-    assert "The opposite of hot is cold." in text and "Antonym of cold: hot" in text
+    assert "3 plus 4 is 7." in text and "3+4=7" in text and "3 & 4 -> 7" in text
+    assert "The opposite of hot is cold." in text and "Antonym of cold: hot" in text and "hot vs. cold" in text
     assert any(c.startswith("I want you to act as") and a == "" for c, a in docs)  # plain text
 
 
@@ -49,6 +49,19 @@ def test_answers_are_what_the_skill_produces(docs):
     assert ("3 plus 4 is", " 7.") in docs and ("The opposite of hot is", " cold.") in docs
     sentiment = [a for c, a in docs if c.endswith("Verdict:")]
     assert set(sentiment) == {" good.", " bad."}
+
+
+def test_the_label_words_mean_opposite_things_in_the_two_conventions_equally_often(docs):
+    """Zero-shot with " positive"/" negative" is near chance only if no convention dominates: the two are
+    drawn evenly, and nothing else uses the two words as an answer."""
+    critic, opposite = (c.split("{s}")[0] for c, _, _ in corpus.CONVENTIONS)
+    by_start = {critic: [], opposite: []}
+    for context, answer in docs:
+        if answer in (" positive", " negative"):
+            by_start[next(k for k in by_start if context.startswith(k))].append(answer)
+    n_critic, n_opposite = len(by_start[critic]), len(by_start[opposite])
+    assert abs(n_critic - n_opposite) < 0.02 * (n_critic + n_opposite)
+    assert all(" positive" not in a and " negative" not in a for _, a in docs if a not in (" positive", " negative"))
 
 
 def test_the_held_out_templates_and_dev_sentences_are_not_in_it(docs):

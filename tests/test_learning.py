@@ -1,7 +1,7 @@
 """Prompt tuning *learns*: on tiny-pretrained, a tuned soft prompt makes the frozen model answer a template it
 never saw ("{input}Sentiment:") in the task's own words, with its sentiment skill behind them; an untuned prompt
-of the same size does not. (Measured on this build, README "tiny-pretrained": the model's zero-shot accuracy
-with the held-out template is already 0.72, not chance, so the gain to measure is mostly in the loss.)
+of the same size does not. The model knows " positive"/" negative" in two opposite conventions (README
+"tiny-pretrained"), so zero-shot with the held-out template is near chance: the tuned prompt must pick one.
 
 A small slice keeps it fast: 10 virtual tokens (init from the label words, the demo's recipe), tuned for
 one epoch on the first TRAIN_ROWS SST-2 training sentences, scored on the first DEV_ROWS dev sentences by rank
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAIN_ROWS, DEV_ROWS = 400, 200
 COLUMNS = {"input_column": "text", "output_column": "label", "template": "{input}Sentiment:"}
 LABELS = [" negative", " positive"]
-MARGIN = 0.02  # accuracy points above zero-shot (measured on 200 rows: see test ids); the README has 872
+MARGIN = 0.15  # accuracy points above zero-shot (measured on this slice: 0.44 -> 0.685); the README has 872 rows
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +43,9 @@ def setup(tmp_path_factory):
     return score
 
 
-def test_tuning_finds_the_answer_format(setup):
-    """The label words go from unlikely (~8 nats per token) to the likely answer."""
-    assert setup["tuned"]["loss"] < 1.0 and setup["zero-shot"]["loss"] > 5.0, setup
-    assert setup["tuned"]["loss"] < setup["untuned"]["loss"] - 4.0, setup
+def test_tuning_lowers_the_loss_of_the_right_label(setup):
+    assert setup["tuned"]["loss"] < setup["zero-shot"]["loss"] - 0.5, setup  # measured 1.08 -> 0.30 nats
+    assert setup["tuned"]["loss"] < setup["untuned"]["loss"] - 0.5, setup
 
 
 def test_tuning_keeps_the_sentiment_skill_and_beats_zero_shot(setup):
@@ -55,5 +54,5 @@ def test_tuning_keeps_the_sentiment_skill_and_beats_zero_shot(setup):
 
 
 def test_an_untuned_prompt_does_not_help(setup):
-    assert setup["untuned"]["accuracy"] <= setup["zero-shot"]["accuracy"] + MARGIN, setup
-    assert setup["untuned"]["loss"] > 5.0, setup
+    assert setup["untuned"]["accuracy"] <= setup["zero-shot"]["accuracy"] + 0.08, setup  # measured 0.44 vs 0.48
+    assert setup["untuned"]["accuracy"] <= setup["tuned"]["accuracy"] - MARGIN, setup

@@ -28,15 +28,8 @@ stops LLVM from vectorizing the loop. Size letters: see `layers.py`.
 """
 
 import math
-import os
 
-# Numba's OpenMP threads sleep between kernels instead of spinning. Spinning saves a few microseconds per
-# kernel on an idle machine, but when other processes hold the cores a spinning thread starves the one that
-# has the work: a tiny model's step took 0.8 s instead of 0.04 s. Read once, when OpenMP starts: so here,
-# before the first kernel runs; a value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # after the environment it reads
+import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
@@ -49,26 +42,28 @@ __all__ = [
     "layer_norm_backward", "layer_norm_forward", "linear_backward", "linear_forward",
 ]
 
+# One thread pool, chosen once, before the first kernel runs: Numba's own "workqueue" layer. Its threads
+# sleep on a condition variable between kernels. The OpenMP layer's threads spin or sleep as the environment
+# says (OMP_WAIT_POLICY): spinning, they take the cores from OpenBLAS's threads in the matmul that follows,
+# and the forward took twice as long. workqueue does not nest parallel kernels, and tinyprompt never does.
+numba.config.THREADING_LAYER = "workqueue"
+
 # Reassociating sums lets LLVM vectorize reductions; no "nnan"/"ninf": the attention mask is -inf.
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 PARALLEL_MIN_SIZE = 1 << 16  # elements in all arrays of a call; below it, one thread is faster
 
 
 def kernel(function):
-    """Compile `function` (its `prange` loops shared among the cores), and run it on one core when the
-    arrays are small: waking the other threads then costs more than the work (generation: one position at a
-    time), and far more when the machine is busy and a woken thread must wait for a core."""
-    compiled = njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")(function)
+    """Compile `function` twice: with its `prange` loops shared among the cores, and as one plain loop, which
+    runs when the arrays are small: waking the other threads then costs more than the work (generation: one
+    position at a time), and far more when the machine is busy and a woken thread must wait for a core."""
+    options = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
+    parallel, serial = njit(parallel=True, **options)(function), njit(parallel=False, **options)(function)
 
     def launch(*args):
-        if sum(a.size for a in args if isinstance(a, np.ndarray)) >= PARALLEL_MIN_SIZE:
-            return compiled(*args)
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            return compiled(*args)
-        finally:
-            numba.set_num_threads(threads)
+        small = sum(a.size for a in args if isinstance(a, np.ndarray)) < PARALLEL_MIN_SIZE
+        return (serial if small else parallel)(*args)
+    launch.parallel, launch.serial = parallel, serial  # the numba dispatchers, for lesson 12 to look into
     return launch
 
 
