@@ -97,6 +97,7 @@ def main():
             f"{acc[init].min():.1%}..{acc[init].max():.1%}") for init, rs in runs.items()])
 
     # 3. the length: P vectors from the vocab start, each against its untuned self
+    # one seed per length (the [lengths, seeds] arrays take more): 3 would double the lesson's time
     lengths = {n: [run("vocab", seed, n) for seed in SEEDS[:1]] for n in LENGTHS}
     untuned = np.array([[r[3] for r in rs] for rs in lengths.values()])  # [lengths, seeds]
     tuned = np.array([[r[4] for r in rs] for rs in lengths.values()])
