@@ -36,8 +36,13 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, "README.md (Python API)", "exec"), namespace)  # noqa: S102 (our own README)
     before, after, prompt = namespace["before"], namespace["after"], namespace["prompt"]
     assert prompt.shape == (8, 64) and prompt.dtype == np.float32
-    assert after["loss"] < before["loss"]  # the 100 sums are the training rows: their loss must fall
-    assert re.fullmatch(r"loss \d+\.\d{3} -> \d+\.\d{3}, exact match \d\.\d\d\n2 \+ 3 =.*\n", capsys.readouterr().out)
+    assert after["loss"] < before["loss"]  # 80 of the 100 sums are the training rows: their loss must fall
+    assert re.fullmatch(r"loss \d+\.\d{3} -> \d+\.\d{3}, exact match \d\.\d\d\n"
+                        r"best validation epoch [0-2]: its prompt is in runs/api/best\n2 \+ 3 =.*\n",
+                        capsys.readouterr().out)
+    metrics = namespace["metrics"]
+    assert metrics["config"]["data"] == "(a list of 100 rows)" and metrics["data"]["val_rows"] == 20
+    assert len(tp.load_prompt(tmp_path / "runs" / "api" / "best")[0]) == 8
     assert np.array_equal(tp.load_prompt(tmp_path / "runs" / "api-copy")[0], prompt)
 
 

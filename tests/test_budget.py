@@ -21,7 +21,9 @@ EXCEPTIONS: dict[str, int] = {}  # "module.py": its own limit, with a comment sa
 # Raise it on purpose when a planned module lands, not to make room for a module that should have been made shorter.
 # Raised to 2800 with the reliability layer (run.py: --out checks, lock, overwrite swap, validated checkpoints),
 # the Python API (api.py) and the model card (card.py): measured 2685 in 21 modules.
-MAX_PACKAGE_LINES = 2800
+# Raised to 2859 by issue 14's training (validation accuracy from epoch 0, best/, --early-stopping, rows as lists,
+# TrainConfig in config.py): measured 2859 in 22 modules.
+MAX_PACKAGE_LINES = 2859
 FORBIDDEN_IMPORTS = {"torch", "transformers", "peft"}
 FORBIDDEN_PATHS = ("../shared", "/shared/")
 

@@ -39,7 +39,9 @@ def assert_one_error_line(result, mention):
 
 
 def snapshot(directory):
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(Path(directory).iterdir())}
+    """Every file below `directory` (best/ too), with its bytes and modification time."""
+    return {str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(Path(directory).rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,10 @@ def test_tune_writes_a_run(home):
     assert metrics["config"]["num_virtual_tokens"] == 4 and metrics["data"]["val_rows"] == 3
     assert (home / "run" / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in (home / "run").iterdir()) == [
-        "README.md", "adapter_config.json", "adapter_model.safetensors", "checkpoint.npz", "loss.png", "metrics.json"]
+        "README.md", "adapter_config.json", "adapter_model.safetensors", "best", "checkpoint.npz", "loss.png",
+        "metrics.json"]
+    assert sorted(p.name for p in (home / "run" / "best").iterdir()) == ["adapter_config.json",
+                                                                         "adapter_model.safetensors"]
 
 
 def test_tune_prints_one_line_per_epoch(home, tmp_path):
@@ -81,7 +86,9 @@ def test_tune_prints_one_line_per_epoch(home, tmp_path):
                  "--epochs", "2", "--out", str(tmp_path / "loud"))
     assert result.returncode == 0, result.stderr
     epochs = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
-    assert len(epochs) == 2 and "train loss" in epochs[0] and "val loss" in epochs[0] and epochs[0].endswith("s")
+    assert len(epochs) == 3 and re.fullmatch(r"epoch 0/2  val loss \d+\.\d{4}  val exact match 0\.000", epochs[0])
+    assert "train loss" in epochs[1] and "val exact match" in epochs[1] and epochs[1].endswith("s")
+    assert re.search(r"loss.png; best/: epoch [012]$", result.stdout)
     assert not result.stderr  # not a terminal: no progress bar
 
 
@@ -90,8 +97,10 @@ def test_help_names_every_flag(home):
     flags = ["--val-data", "--val-split", "--num-virtual-tokens", "--init", "--init-text", "--init-from", "--lr",
              "--epochs", "--batch-size", "--accumulation-steps", "--optimizer", "--weight-decay", "--lr-schedule",
              "--warmup-steps", "--max-grad-norm", "--seed", "--no-shuffle", "--template", "--truncate",
-             "--input-column", "--output-column", "--text-column", "--label-words", "--overwrite", "--resume"]
+             "--input-column", "--output-column", "--text-column", "--label-words", "--overwrite", "--resume",
+             "--labels", "--early-stopping"]
     assert result.returncode == 0 and all(flag in result.stdout for flag in flags)
+    assert "no validation, no best/" in " ".join(result.stdout.split())
     assert "default: adamw 0.03" in result.stdout and "default: 20" in result.stdout
     for command in ("eval", "inspect"):
         assert run(home, command, "--help").returncode == 0
@@ -125,6 +134,10 @@ BAD_TUNE = {  # name: (arguments after `tune ... --out run --overwrite`, what th
                             "--label-words", "0= negative,1= positive"], "sst.tsv:4: output '2' is not in --label-words"),
     "label words malformed": (["--data", "toy.jsonl", "--label-words", "positive"], "write it as 'VALUE=WORD"),
     "overwrite and resume": (["--data", "toy.jsonl", "--resume"], "--overwrite or --resume, not both"),
+    "early stopping without validation": (["--data", "toy.jsonl", "--early-stopping", "2"],
+                                          "--early-stopping needs validation data: give --val-data or --val-split"),
+    "zero early stopping": (["--data", "toy.jsonl", "--val-split", "0.3", "--early-stopping", "0"],
+                            "--early-stopping 0: must be at least 1"),
 }
 
 
@@ -170,7 +183,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_prompt(home, tmp_path):
 
 def test_eval_compares_prompts_in_one_table(home):
     result = run(home, "eval", "--model", "tiny-random", "--data", "toy.jsonl", "--prompt", "run", "--prompt", "run",
-                 "--hard-prompt", "Add:")
+                 "--hard-prompt", "Add:", "--quiet")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "eval: toy.jsonl, 9 rows (pairs)" and lines[1].split() == ["prompt", "loss", "exact", "acc"]
@@ -217,3 +230,15 @@ def test_inspect_shows_norms_and_neighbours(home):
 def test_generate_with_the_tuned_prompt(home):
     result = run(home, "generate", "--model", "tiny-random", "--prompt", "run", "--max-new-tokens", "3", "Q: 1 plus 1?")
     assert result.returncode == 0 and result.stdout.startswith("Q: 1 plus 1?"), result.stderr
+
+
+def test_early_stopping_ends_cleanly_in_one_line(home, tmp_path):
+    # lr 1e-30 leaves the float32 prompt as it was: every epoch ties epoch 0, which is no improvement
+    result = run(home, *TUNE, "--data", "toy.jsonl", "--out", str(tmp_path / "es"), "--epochs", "5", "--lr", "1e-30",
+                 "--val-split", "0.3", "--early-stopping", "2")
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    assert (f"stopped early after epoch 2/5: no better validation exact match for 2 epochs; the best is epoch 0, "
+            f"in {tmp_path / 'es' / 'best'}\n") in result.stdout
+    metrics = json.loads((tmp_path / "es" / "metrics.json").read_text())
+    assert metrics["epochs_done"] == 2 and metrics["validation"]["stopped_early"]
+    assert (tmp_path / "es" / "best" / "adapter_model.safetensors").is_file()

@@ -65,14 +65,14 @@ def test_an_update_to_inf_is_not_saved_and_resume_recovers(cfg, model, tok, monk
 
 
 def test_a_nan_validation_loss_stops_before_the_save(cfg, model, tok, monkeypatch, tmp_path):
-    real = train_module.mean_loss
+    real = train_module.evaluate
     seen = []
 
     def nan_in_epoch_2(*args):
         seen.append(1)
-        return float("nan") if len(seen) == 2 else real(*args)
+        return {**real(*args), "loss": float("nan")} if len(seen) == 3 else real(*args)  # epochs 0, 1, 2
 
-    monkeypatch.setattr(train_module, "mean_loss", nan_in_epoch_2)
+    monkeypatch.setattr(train_module, "evaluate", nan_in_epoch_2)
     with pytest.raises(TinyPromptError, match=r"the validation loss is nan; stopped, the prompt of epoch 1 is kept"):
         train(cfg(val_split=0.3), model, tok)
     assert epochs_on_disk(tmp_path / "run") == 1

@@ -3,7 +3,7 @@ backward pass to the prompt only.
 
     import tinyprompt as tp
     model, tok = tp.load_model("tiny-pretrained"), tp.load_tokenizer("tiny-pretrained")  # read-only weights
-    prompt, metrics = tp.train(tp.TrainConfig(data="train.jsonl", out="runs/x"), model, tok)  # [P, C]
+    prompt, metrics = tp.train(tp.TrainConfig(data=rows, out="runs/x"), model, tok)  # rows: a file or dicts
     print(tp.generate(model, tok, "Q: 2 plus 3? A:", prompt))
     logits = model.logits(input_ids, prompt)                    # [B, P+T, V]
     loss, dprompt = model.loss_and_grad(prompt, input_ids, labels)

@@ -13,7 +13,7 @@ Size letters: P virtual tokens, C channels, V vocabulary, T text tokens.
 
 import numpy as np
 
-from .data import load_data, tokenize
+from .data import Dataset, apply_label_words, load_data, tokenize
 from .errors import TinyPromptError
 from .evaluate import evaluate as evaluate_examples
 from .generate import generate as generate_ids
@@ -68,12 +68,28 @@ def evaluate(model: GPT2, tokenizer: Tokenizer, data, prompt=None, labels=None, 
     file, or a list of {"input", "output"} (or {"text"}) dicts. `labels` (e.g. [" negative", " positive"])
     turn on rank classification; a metric that does not apply is None."""
     P = 0 if prompt is None else len(prompt)
-    room = model.config.n_positions - P
-    if isinstance(data, list):
-        if not data or not all(isinstance(row, dict) for row in data):
-            raise TinyPromptError("data: expected a non-empty list of dicts, or a file")
-        kind = "pairs" if "input" in data[0] else "text"
-        examples = tokenize(list(enumerate(data, 1)), kind, tokenizer, template, room, path="data").examples
-    else:
-        examples = load_data(data, tokenizer, template, room).examples
+    examples = load_examples(data, tokenizer, template=template, max_length=model.config.n_positions - P).examples
     return evaluate_examples(model, prompt, examples, tokenizer, labels, batch_size)
+
+
+def load_examples(data, tokenizer, name="data", label_words=None, **options) -> Dataset:
+    """`data` as token ids + labels: a file (data.load_data, which takes `options`), or a list of
+    {"input", "output"} or {"text"} dicts (template, max_length and truncate apply; `name` is what messages
+    call it)."""
+    if not isinstance(data, list):
+        return load_data(data, tokenizer, label_words=label_words, **options)
+    if not data or not all(isinstance(row, dict) for row in data):
+        raise TinyPromptError(f"{name}: expected a non-empty list of dicts, or a file")
+    kind = "pairs" if "input" in data[0] else "text"
+    for i, row in enumerate(data, 1):
+        for key in ("input", "output") if kind == "pairs" else ("text",):
+            if not isinstance(row.get(key), str):
+                raise TinyPromptError(f"{name}:{i}: {key!r} must be a string, got {type(row.get(key)).__name__}")
+    columns = [k for k in ("input_column", "output_column", "text_column") if options.get(k)]
+    if columns:
+        raise TinyPromptError(f"{name}: {columns[0]} is for files; a list's keys are input/output or text")
+    rows = [(i, dict(row)) for i, row in enumerate(data, 1)]  # copies: the label words replace outputs in place
+    if label_words:
+        rows = apply_label_words(rows, kind, label_words, name)
+    keep = {k: options[k] for k in ("template", "max_length", "truncate") if k in options}
+    return tokenize(rows, kind, tokenizer, path=name, **keep)

@@ -32,6 +32,8 @@ def model_card(cfg, metrics):
              f"After epoch {metrics['epochs_done']} ({metrics['steps_done']} steps): train loss "
              f"{metrics['epoch_losses'][-1]:.4f}"
              + (f", validation loss {metrics['val_losses'][-1]:.4f}" if metrics["val_losses"] else "") + ".\n",
+             *([(f"The best validation epoch so far is {metrics['validation']['best_epoch']}: its prompt is in "
+                 "`best/`.\n")] if metrics.get("validation") else []),
              "![loss](loss.png)\n"]
     return "\n".join(lines)
 

@@ -94,22 +94,21 @@ def cmd_tune(args):
 
     from .train import TrainConfig, train
 
-    train(TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}))
-    print(f"saved {args.out}: adapter_config.json + adapter_model.safetensors (PEFT), metrics.json, loss.png")
+    _, metrics = train(TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}))
+    best = f"; best/: epoch {metrics['validation']['best_epoch']}" if metrics.get("validation") else ""
+    print(f"saved {args.out}: adapter_config.json + adapter_model.safetensors (PEFT), metrics.json, loss.png{best}")
 
 
 def cmd_eval(args):
     from .api import load_model, load_tokenizer
     from .data import load_data, parse_label_words
-    from .evaluate import evaluate, format_results, with_prefix
+    from .evaluate import evaluate, format_results, parse_labels, with_prefix
     from .prompt import load_prompt
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise TinyPromptError("--batch-size and --limit must be at least 1")
     words = parse_label_words(args.label_words) if args.label_words else None
-    labels = args.labels.split(",") if args.labels else (list(dict.fromkeys(words.values())) if words else None)
-    if args.labels and len(set(labels)) < len(labels):
-        raise TinyPromptError(f"--labels {args.labels!r}: a label appears twice")
+    labels = parse_labels(args.labels, args.label_words)
     model, tok = load_model(args.model), load_tokenizer(args.model)
     runs = [(d, load_prompt(d, model.config.n_embd)[0], []) for d in args.prompt or []]
     runs += [(f"hard: {text!r}", None, tok.encode(text)) for text in args.hard_prompt or []]
@@ -124,8 +123,8 @@ def cmd_eval(args):
         raise TinyPromptError(f"{args.data}: --labels needs input/output rows, not text rows")
     examples = data.examples[: args.limit]
     print(f"eval: {args.data}, {len(examples)} rows ({data.kind})" + (f", labels {labels}" if labels else ""))
-    results = [(name, evaluate(model, prompt, with_prefix(examples, prefix), tok, labels, args.batch_size))
-               for name, prompt, prefix in runs]
+    results = [(name, evaluate(model, prompt, with_prefix(examples, prefix), tok, labels, args.batch_size,
+                               args.quiet)) for name, prompt, prefix in runs]
     print(format_results(results))
 
 
@@ -154,9 +153,9 @@ def cmd_inspect(args):
 
 
 def add_tune_parser(sub):
+    from .config import DEFAULT_VIRTUAL_TOKENS, OPTIMIZERS, TrainConfig
     from .optim import SCHEDULES
     from .prompt import INIT_METHODS
-    from .train import DEFAULT_VIRTUAL_TOKENS, OPTIMIZERS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("tune", help="tune a soft prompt on a data file; writes a PEFT adapter to --out",
@@ -167,8 +166,15 @@ def add_tune_parser(sub):
     p.add_argument("--data", required=True, help=".jsonl ({input, output} or {text} rows), .csv or .tsv")
     p.add_argument("--out", required=True, help="run directory; refused if it already holds a run, unless "
                                                 "--overwrite or --resume")
-    p.add_argument("--val-data", help="validation file: its loss is printed and plotted after every epoch")
+    p.add_argument("--val-data", help="validation file: its loss and accuracy (--labels) or exact match are "
+                                      "printed and plotted before training (epoch 0) and after every epoch, and "
+                                      "OUT/best/ keeps the prompt of the best epoch (no validation, no best/)")
     p.add_argument("--val-split", type=float, help="hold out this fraction of --data for validation (e.g. 0.1)")
+    p.add_argument("--labels", metavar="' positive',' negative'",
+                   help="comma-separated label strings: the validation accuracy is rank classification among "
+                        "them (default: the --label-words words; without either, exact match)")
+    p.add_argument("--early-stopping", type=int, metavar="N", help="stop when the validation accuracy (exact "
+                   "match, or loss for text rows) has not improved for N epochs; needs --val-data or --val-split")
     p.add_argument("--num-virtual-tokens", type=int, metavar="P",
                    help=f"soft-prompt length (default: {DEFAULT_VIRTUAL_TOKENS}, or the --init-from adapter's)")
     p.add_argument("--init", choices=INIT_METHODS, default=d.init,
@@ -256,6 +262,7 @@ def build_parser():
     add_data_args(p)
     p.add_argument("--batch-size", type=int, default=8, help="rows per forward pass (default: %(default)s)")
     p.add_argument("--limit", type=int, help="use only the first N rows")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser("inspect", help="a tuned prompt's norms and nearest vocabulary tokens")

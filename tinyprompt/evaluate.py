@@ -18,11 +18,22 @@ tokens closest to it by cosine similarity.
 Size letters: B rows, T tokens, P virtual tokens, C channels, V vocab, M counted targets, K labels.
 """
 
+import sys
+
 import numpy as np
 
-from .data import IGNORE_INDEX, Example, pad_batch
+from .data import IGNORE_INDEX, Example, pad_batch, parse_label_words
 from .errors import TinyPromptError
 from .prompt import nearest_tokens
+
+
+def progress(items, desc, quiet, unit="batch"):
+    """A tqdm bar on a terminal (tqdm comes with huggingface-hub); the bare iterable otherwise."""
+    if quiet or not sys.stderr.isatty():
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
 def target_scores(model, prompt, input_ids, labels):
@@ -44,37 +55,53 @@ def with_prefix(examples, prefix):
                     e.output, e.where) for e in examples]
 
 
-def loss_and_exact_match(model, prompt, examples, pad_id, batch_size=8):
+def loss_and_exact_match(model, prompt, examples, pad_id, batch_size=8, quiet=True):
     """(mean loss over the counted tokens, exact-match rate of the pair rows or None for text rows)."""
     total, count, exact, pairs = 0.0, 0, 0, 0
-    for start in range(0, len(examples), batch_size):
+    for start in progress(range(0, len(examples), batch_size), "loss, exact match", quiet):
         chunk = examples[start : start + batch_size]
         b, logp, hit = target_scores(model, prompt, *pad_batch(chunk, pad_id))
         total, count = total - logp.sum(), count + len(b)
         for r, e in enumerate(chunk):
             if e.output is not None:  # a pair row: its targets are the output tokens, then EOS
                 pairs += 1
-                exact += bool(hit[b == r][:-1].all())
+                row = hit[b == r]
+                # an output token with nothing before it (no prompt, empty input) is no target: greedy
+                # decoding has no position to emit it from, so the row cannot match
+                scored = len(row) == sum(label != IGNORE_INDEX for label in e.labels)
+                exact += scored and bool(row[:-1].all())
     return total / count, (exact / pairs if pairs else None)
 
 
-def rank_classify(model, prompt, examples, label_ids, pad_id, batch_size=8):
+def rank_classify(model, prompt, examples, label_ids, pad_id, batch_size=8, quiet=True):
     """For each example, the index of the label (token ids) with the highest total log-probability after
     the example's input; -> [N]. One row per (example, label): N * K rows in all."""
     rows = [Example(e.input_ids[: e.n_input] + ids, [IGNORE_INDEX] * e.n_input + ids, e.n_input, None, e.where)
             for e in examples for ids in label_ids]
     scores = np.zeros(len(rows))  # [N * K]
-    for start in range(0, len(rows), batch_size):
+    for start in progress(range(0, len(rows), batch_size), "rank classification", quiet):
         chunk = rows[start : start + batch_size]
         b, logp, _ = target_scores(model, prompt, *pad_batch(chunk, pad_id))
         scores[start : start + len(chunk)] = np.bincount(b, weights=logp, minlength=len(chunk))  # sum per row
     return scores.reshape(len(examples), len(label_ids)).argmax(axis=1)  # [N, K] -> [N]
 
 
-def evaluate(model, prompt, examples, tokenizer, labels=None, batch_size=8):
+def parse_labels(labels, label_words=None):
+    """--labels " negative"," positive" -> [" negative", " positive"]; without it the distinct words of
+    --label-words (a classification task's classes); None when neither is given."""
+    if not labels:
+        return list(dict.fromkeys(parse_label_words(label_words).values())) if label_words else None
+    found = labels.split(",")
+    if len(set(found)) < len(found):
+        raise TinyPromptError(f"--labels {labels!r}: a label appears twice")
+    return found
+
+
+def evaluate(model, prompt, examples, tokenizer, labels=None, batch_size=8, quiet=False):
     """One row of `tinyprompt eval`: {"loss", "exact_match", "accuracy"} (None where it does not apply).
-    `labels`: the label strings for rank classification; every row's output must be one of them."""
-    loss, exact = loss_and_exact_match(model, prompt, examples, tokenizer.eos_id, batch_size)
+    `labels`: the label strings for rank classification; every row's output must be one of them.
+    quiet=False: progress bars on a terminal."""
+    loss, exact = loss_and_exact_match(model, prompt, examples, tokenizer.eos_id, batch_size, quiet)
     accuracy = None
     if labels:
         gold = []
@@ -83,7 +110,7 @@ def evaluate(model, prompt, examples, tokenizer, labels=None, batch_size=8):
                 raise TinyPromptError(f"{e.where}: output {e.output!r} is not one of --labels {labels}")
             gold.append(labels.index(e.output))
         label_ids = [tokenizer.encode(label) for label in labels]
-        predicted = rank_classify(model, prompt, examples, label_ids, tokenizer.eos_id, batch_size)
+        predicted = rank_classify(model, prompt, examples, label_ids, tokenizer.eos_id, batch_size, quiet)
         accuracy = float(np.mean(predicted == np.array(gold)))
     return {"loss": loss, "exact_match": exact, "accuracy": accuracy}
 

@@ -4,6 +4,7 @@ written one epoch at a time so that a crash, a full disk or a diverging run neve
     check_out(cfg)                  exists or creatable, writable, space for one save, not someone else's run
     with lock(out): ...             one writer at a time: out/.lock holds the owner's pid
     read_checkpoint(path, C)        checkpoint.npz, validated before any of it is used
+    save_epoch(out, run, metrics)   an epoch's files: adapter, best/, metrics.json, loss.png, card, checkpoint
     saving(path)                    an OSError during a save -> one line naming the file
 
 --overwrite writes the new run into `out.new/` beside the old one and swaps the two only after the new run's
@@ -25,13 +26,15 @@ from .card import base_model, write_card
 from .errors import TinyPromptError
 from .prompt import CONFIG_NAME, INIT_METHODS, WEIGHTS_NAME, atomic_write, save_prompt
 
-CHECKPOINT, METRICS, PLOT, LOCK = "checkpoint.npz", "metrics.json", "loss.png", ".lock"
-RUN_FILES = (CONFIG_NAME, WEIGHTS_NAME, METRICS, PLOT, CHECKPOINT)  # what --out must not already hold
+CHECKPOINT, METRICS, PLOT, LOCK, BEST = "checkpoint.npz", "metrics.json", "loss.png", ".lock", "best"
+RUN_FILES = (CONFIG_NAME, WEIGHTS_NAME, METRICS, PLOT, CHECKPOINT, BEST)  # what --out must not already hold
 PLOT_MARGIN = 1 << 20  # bytes: loss.png (~50 kB), metrics.json, the adapter config, and room to spare
 # settings that may differ on --resume: where things are (the data is compared by content), how to start
 # (the checkpoint decides), how long (more epochs extend a run) and how loud
-RESUMABLE = {"data", "val_data", "out", "init", "init_text", "init_from", "epochs", "overwrite", "resume", "quiet"}
-HISTORY = ("step_losses", "epoch_losses", "val_losses", "epoch_seconds")
+RESUMABLE = {"data", "val_data", "out", "init", "init_text", "init_from", "epochs", "early_stopping", "overwrite",
+             "resume", "quiet"}
+# val_losses, val_scores: after epochs 1, 2, ...; val_start: epoch 0's validation loss (and score)
+HISTORY = ("step_losses", "epoch_losses", "val_losses", "val_scores", "val_start", "epoch_seconds")
 MAX_EPOCHS = 10**6  # a checkpoint claiming more epochs (or steps) than this was not written by us
 
 
@@ -63,7 +66,7 @@ def check_out(cfg, prompt_bytes):
         free = shutil.disk_usage(target).free
     except OSError as e:
         raise TinyPromptError(f"--out {target}: cannot write there ({e.strerror or e})") from None
-    need = 3 * prompt_bytes + PLOT_MARGIN  # the adapter, the checkpoint (prompt + 2 AdamW moments)
+    need = 6 * prompt_bytes + PLOT_MARGIN  # the adapter, best/, the checkpoint (prompt, best, 2 AdamW moments)
     if free < need:
         raise TinyPromptError(f"--out {target}: {free} bytes free, a save needs about {need}")
     return target
@@ -75,7 +78,7 @@ def clean(target, out):
     if target != out:
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir()
-    for tmp in target.glob(".*.tmp"):
+    for tmp in target.rglob(".*.tmp"):  # also in best/
         tmp.unlink()
 
 
@@ -136,12 +139,14 @@ def saving(epoch):
                               f"epoch before are intact, free some space and continue with --resume") from None
 
 
-def write_checkpoint(path, cfg, prompt, opt, epoch, step, history, data_hash):
-    arrays = {f"optim.{k}": v for k, v in opt.state_dict().items()}
-    arrays.update({k: np.array(v, dtype=np.float64) for k, v in history.items()})
+def write_checkpoint(path, run, epoch):
+    arrays = {f"optim.{k}": v for k, v in run.opt.state_dict().items()}
+    arrays.update({k: np.array(v, dtype=np.float64) for k, v in run.history.items()})
+    if run.best is not None:
+        arrays["best_prompt"] = run.best
     buf = io.BytesIO()
-    np.savez(buf, prompt=prompt, epoch=epoch, step=step, config=json.dumps(asdict(cfg)), data_hash=data_hash,
-             **arrays)
+    np.savez(buf, prompt=run.prompt, epoch=epoch, step=run.step, config=json.dumps(asdict(run.cfg)),
+             data_hash=run.data_hash, **arrays)
     atomic_write(path, buf.getvalue())
 
 
@@ -165,6 +170,9 @@ def read_checkpoint(path, n_embd):
     need(prompt.dtype == np.float32 and prompt.ndim == 2 and prompt.shape[1] == n_embd and prompt.shape[0] >= 1,
          f"prompt is {prompt.dtype} {list(prompt.shape)}, expected float32 [P, {n_embd}]")
     need(bool(np.isfinite(prompt).all()), "the prompt holds NaN or inf")
+    best = state.get("best_prompt", prompt)
+    need(best.dtype == prompt.dtype and best.shape == prompt.shape and bool(np.isfinite(best).all()),
+         f"best_prompt is {best.dtype} {list(best.shape)}, expected a finite prompt's float32 {list(prompt.shape)}")
     for key in ("epoch", "step"):
         value = state[key]
         need(value.shape == () and value.dtype.kind in "iu" and 0 <= int(value) <= MAX_EPOCHS * 10**3,
@@ -174,6 +182,8 @@ def read_checkpoint(path, n_embd):
     for key in HISTORY:
         need(state[key].ndim == 1 and state[key].dtype == np.float64, f"{key} is not a list of numbers")
     need(len(state["epoch_losses"]) == state["epoch"], "the loss history does not match the epoch")
+    need(all(len(state[k]) in (0, state["epoch"]) for k in ("val_losses", "val_scores"))
+         and len(state["val_start"]) <= 2, "the validation history does not match the epoch")
     for key, value in state.items():
         if key.startswith("optim."):
             need(value.dtype.kind in "fiu" and (value.shape in ((), prompt.shape) or value.ndim == 1),
@@ -198,37 +208,53 @@ def check_resume(cfg, state, data_hash):
         raise TinyPromptError(f"--resume: the data differs from what the run in {cfg.out} was trained on")
 
 
-def plot_losses(path, history, steps_per_epoch, title):
-    """loss.png: per-step losses faint, the epoch means solid, validation dashed, against epochs."""
+def epochs_since_best(history):
+    """Epochs since the best validation epoch (0 = the last one is the best). Best: the highest score, the lower
+    loss breaking a tie (only the loss when there is no score); of equals the first, as a tie is no improvement."""
+    losses = [history["val_start"][0], *history["val_losses"]]  # epochs 0, 1, ...
+    scores = [*history["val_start"][1:], *history["val_scores"]] or [0.0] * len(losses)
+    curve = list(zip(scores, [-loss for loss in losses]))  # larger is better
+    return len(curve) - 1 - max(range(len(curve)), key=curve.__getitem__)
+
+
+def loss_figure(history, steps_per_epoch, title, metric):
+    """loss.png: per-step losses faint, the epoch means solid, validation dashed from epoch 0, against epochs;
+    the validation accuracy (or exact match) dotted, on its own axis at the right."""
     from matplotlib.figure import Figure  # no pyplot: no window, no global state; savefig uses Agg
 
     fig = Figure(figsize=(7, 4.2))
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.92)  # fixed margins: a layout engine costs a draw
+    fig.subplots_adjust(left=0.1, right=0.9, bottom=0.12, top=0.92)  # fixed margins: a layout engine costs a draw
     ax = fig.add_subplot()
     steps = np.arange(1, len(history["step_losses"]) + 1) / steps_per_epoch  # step s ends at epoch s/n
     ax.plot(steps, history["step_losses"], color="C0", alpha=0.3, lw=1, label="train, each step")
-    epochs = np.arange(1, len(history["epoch_losses"]) + 1)
-    ax.plot(epochs, history["epoch_losses"], "o-", color="C0", label="train, epoch mean")
-    if history["val_losses"]:
-        ax.plot(epochs, history["val_losses"], "s--", color="C1", label="validation")
+    epochs = np.arange(0, len(history["epoch_losses"]) + 1)  # validation starts at epoch 0, training at 1
+    ax.plot(epochs[1:], history["epoch_losses"], "o-", color="C0", label="train, epoch mean")
+    if history["val_start"]:
+        ax.plot(epochs, [history["val_start"][0], *history["val_losses"]], "s--", color="C1", label="validation")
     ax.set(xlabel="epoch", ylabel="loss (cross-entropy, nats per token)", title=title)
     ax.grid(alpha=0.3)
-    ax.legend()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    atomic_write(path, buf.getvalue())
+    ax.legend(loc="upper left")
+    if history["val_scores"]:
+        twin = ax.twinx()  # a score in [0, 1] beside a loss of ~10 nats: its own axis
+        twin.plot(epochs, [history["val_start"][1], *history["val_scores"]], "^:", color="C2",
+                  label=f"validation {metric.replace('_', ' ')}")
+        twin.set(ylabel=metric.replace("_", " "), ylim=(-0.02, 1.02))
+        twin.legend(loc="upper right")
+    return fig
 
 
-def save_epoch(out, cfg, model, prompt, opt, metrics, history, data_hash, steps_per_epoch):
+def save_epoch(out, run, metrics):
     """The epoch's files, the checkpoint last: it is the commit point --resume trusts."""
-    init = cfg.init
+    cfg, init = run.cfg, run.cfg.init
     with saving(metrics["epochs_done"]):
         base = base_model(cfg.model)
-        save_prompt(out, prompt, model.config, base, init=init if init in INIT_METHODS else "random",
-                    init_text=cfg.init_text if init == "text" else None, tokenizer_name_or_path=base)
+        for directory, prompt in [(out, run.prompt)] + ([(out / BEST, run.best)] if run.best is not None else []):
+            save_prompt(directory, prompt, run.model.config, base, init=init if init in INIT_METHODS else "random",
+                        init_text=cfg.init_text if init == "text" else None, tokenizer_name_or_path=base)
         atomic_write(out / METRICS, (json.dumps(metrics, indent=1, allow_nan=False) + "\n").encode())
-        plot_losses(out / PLOT, history, steps_per_epoch,
-                    f"prompt tuning {Path(cfg.model).name}: P={cfg.num_virtual_tokens}, {cfg.optimizer} lr {cfg.lr}")
+        title = f"prompt tuning {Path(cfg.model).name}: P={cfg.num_virtual_tokens}, {cfg.optimizer} lr {cfg.lr}"
+        png = io.BytesIO()
+        loss_figure(run.history, run.steps_per_epoch, title, run.metric).savefig(png, format="png", dpi=100)
+        atomic_write(out / PLOT, png.getvalue())
         write_card(out, cfg, metrics)
-        write_checkpoint(out / CHECKPOINT, cfg, prompt, opt, metrics["epochs_done"], metrics["steps_done"],
-                         history, data_hash)
+        write_checkpoint(out / CHECKPOINT, run, metrics["epochs_done"])

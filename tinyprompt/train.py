@@ -1,7 +1,10 @@
-"""The tuning loop: a frozen GPT-2, a data file, epochs of batches -> a soft prompt [P, C].
+"""The tuning loop: a frozen GPT-2, training rows, epochs of batches -> a soft prompt [P, C].
 
     config = TrainConfig(model="tiny-random", data="train.jsonl", out="runs/demo", epochs=3)
-    prompt, metrics = train(config)       # `tinyprompt tune` is this call
+    prompt, metrics = train(config)       # `tinyprompt tune` is this call; data= may also be a list of dicts
+
+A run is three steps, each a function below: prepare (the data, the starting prompt, the optimizer, and the
+validation of epoch 0), one optimizer step, repeated, and end_epoch (validate, keep the best prompt, save).
 
 One optimizer step ("update", what metrics.json calls a step):
     accumulation_steps micro-batches -> (loss_i, dprompt_i) = model.loss_and_grad(prompt, ids_i, labels_i)
@@ -10,12 +13,17 @@ One optimizer step ("update", what metrics.json calls a step):
 The step's loss is recorded before its update (what a torch loop prints); an epoch's train loss is the mean of
 its step losses; the validation loss is the mean over every counted token of the validation rows.
 
-After each epoch, in this order: the adapter (PEFT format), metrics.json, loss.png, and last checkpoint.npz,
-the commit point (prompt, optimizer state, epochs and steps done, loss history). Every file is written
-atomically, so a crash leaves the previous epoch's files or the new ones, never half a file. --resume restarts
-at the checkpoint's epoch. Nothing in the loop is random except the batch order, which is a function of
-(seed, epoch) alone (data.epoch_order), so there is no generator state to save and a resumed run takes
-exactly the steps of an uninterrupted one, bit for bit.
+Validation (--val-data or --val-split) runs before the first update (epoch 0) and after each epoch: the loss, and
+the accuracy of rank classification among the labels (--labels, or the --label-words words), else exact match
+(pair rows). The best epoch has the highest accuracy (exact match), the lower loss breaking ties, or the lowest
+loss for text rows; its prompt is kept in best/, and --early-stopping N ends the run N epochs after it.
+
+After each epoch, in this order: the adapter (PEFT format), best/, metrics.json, loss.png, and last
+checkpoint.npz, the commit point (prompt, best prompt, optimizer state, epochs and steps done, the history).
+Every file is written atomically, so a crash leaves the previous epoch's files or the new ones, never half a
+file. --resume restarts at the checkpoint's epoch. Nothing in the loop is random except the batch order, which
+is a function of (seed, epoch) alone (data.epoch_order), so there is no generator state to save and a resumed
+run takes exactly the steps of an uninterrupted one, bit for bit.
 """
 
 import json
@@ -28,16 +36,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import IGNORE_INDEX, batches, load_data, num_batches, parse_label_words, split_validation
+from .api import load_examples, load_model, load_tokenizer
+from .config import DEFAULT_LR, DEFAULT_VIRTUAL_TOKENS, TrainConfig, check_config
+from .data import IGNORE_INDEX, batches, num_batches, parse_label_words, split_validation
 from .errors import TinyPromptError
-from .optim import SCHEDULES, clip_grad_norm, lr_at, make_optimizer
-from .prompt import INIT_METHODS, init_prompt, load_prompt
+from .evaluate import evaluate, parse_labels, progress
+from .optim import clip_grad_norm, lr_at, make_optimizer
+from .prompt import init_prompt, load_prompt
 from .run import (
     CHECKPOINT,
+    HISTORY,
     METRICS,
     check_out,
     check_resume,
     clean,
+    epochs_since_best,
     fingerprint,
     lock,
     read_checkpoint,
@@ -45,71 +58,6 @@ from .run import (
     staging,
     swap_in,
 )
-
-DEFAULT_VIRTUAL_TOKENS = 20  # Lester et al.: 20 tokens already get most of the gain of 100 on T5
-OPTIMIZERS = ("adamw", "sgd", "adafactor")
-# the lr when --lr is not given. adamw: PEFT's prompt-tuning example. sgd: its step is lr * gradient, and a
-# prompt's gradients are small (the loss is spread over P*C numbers), so it needs more than Adam's normalised
-# step; 0.1 learns on the toy tasks without overflowing. adafactor: 0.3, what Lester et al. used.
-DEFAULT_LR = {"adamw": 0.03, "sgd": 0.1, "adafactor": 0.3}
-
-
-@dataclass
-class TrainConfig:
-    model: str = "gpt2"  # hub name, checkpoint folder, or tiny-random
-    data: str = ""  # training file: .jsonl / .csv / .tsv (data.py)
-    out: str = ""  # run directory: the adapter, metrics.json, loss.png, checkpoint.npz
-    val_data: str | None = None  # a validation file ...
-    val_split: float | None = None  # ... or this fraction of `data` held out (seeded by `seed`)
-    num_virtual_tokens: int | None = None  # P; None = DEFAULT_VIRTUAL_TOKENS, or the init_from adapter's
-    init: str = "vocab"  # random | vocab | text | labels (prompt.py); ignored with init_from
-    init_text: str | None = None  # the text of init="text"
-    init_from: str | None = None  # start from this saved adapter instead
-    lr: float | None = None  # None: DEFAULT_LR[optimizer]
-    epochs: int = 3
-    batch_size: int = 8  # rows per micro-batch
-    accumulation_steps: int = 1  # micro-batches per optimizer step
-    optimizer: str = "adamw"  # adamw | sgd | adafactor (optim.py)
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"  # constant | linear | cosine, after warmup_steps
-    warmup_steps: int = 0
-    max_grad_norm: float | None = None  # clip the gradient's L2 norm (None: no clipping)
-    seed: int = 0  # batch order, init, validation split
-    shuffle: bool = True  # False: file order every epoch
-    template: str = "{input}"  # how an input row becomes text (data.py)
-    truncate: bool = False  # cut rows longer than the context instead of refusing them
-    input_column: str | None = None
-    output_column: str | None = None
-    text_column: str | None = None
-    label_words: str | None = None  # "0= negative,1= positive": map a file's class ids to words
-    overwrite: bool = False  # replace a run already in `out`
-    resume: bool = False  # continue the run in `out` from its checkpoint
-    quiet: bool = False  # no progress bar, no per-epoch lines
-
-
-def check_config(cfg):
-    """Refuse impossible settings before anything is loaded or written."""
-    def need(ok, message):
-        if not ok:
-            raise TinyPromptError(message)
-    need(cfg.data, "--data is required")
-    need(cfg.out, "--out is required")
-    need(cfg.lr is None or (math.isfinite(cfg.lr) and cfg.lr > 0), f"--lr {cfg.lr}: must be a positive number")
-    for flag, value in (("epochs", cfg.epochs), ("batch-size", cfg.batch_size),
-                        ("accumulation-steps", cfg.accumulation_steps)):
-        need(value >= 1, f"--{flag} {value}: must be at least 1")
-    P = cfg.num_virtual_tokens
-    need(P is None or P >= 1, f"--num-virtual-tokens {P}: must be at least 1")
-    need(cfg.warmup_steps >= 0, f"--warmup-steps {cfg.warmup_steps}: must be 0 or more")
-    need(math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0, f"--weight-decay {cfg.weight_decay}: must be >= 0")
-    need(cfg.max_grad_norm is None or cfg.max_grad_norm > 0, f"--max-grad-norm {cfg.max_grad_norm}: must be > 0")
-    need(cfg.optimizer in OPTIMIZERS, f"--optimizer {cfg.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
-    need(cfg.lr_schedule in SCHEDULES, f"--lr-schedule {cfg.lr_schedule!r}: choose {', '.join(SCHEDULES)}")
-    need(cfg.init in INIT_METHODS, f"--init {cfg.init!r}: choose {', '.join(INIT_METHODS)}")
-    need(cfg.init != "text" or cfg.init_from or cfg.init_text, "--init text needs a non-empty --init-text")
-    need(cfg.init_text is None or cfg.init == "text", "--init-text is used only with --init text")
-    need(not (cfg.val_data and cfg.val_split is not None), "give --val-data or --val-split, not both")
-    need(not (cfg.overwrite and cfg.resume), "give --overwrite or --resume, not both")
 
 
 def mean_loss(model, prompt, examples, batch_size, pad_id):
@@ -119,15 +67,6 @@ def mean_loss(model, prompt, examples, batch_size, pad_id):
         n = int((labels != IGNORE_INDEX).sum())  # P >= 1: even a row's first token has a predictor
         total, count = total + model.loss(prompt, ids, labels) * n, count + n
     return total / count
-
-
-def progress(items, desc, quiet):
-    """A tqdm bar on a terminal (tqdm comes with huggingface-hub); the bare iterable otherwise."""
-    if quiet or not sys.stderr.isatty():
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="step", leave=False, dynamic_ncols=True)
 
 
 def optimizer_step(model, prompt, group, opt, cfg, lr, stop):
@@ -169,17 +108,86 @@ def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
             shutil.rmtree(staging(out), ignore_errors=True)  # an --overwrite that failed before its first save
 
 
+@dataclass
+class Run:
+    """One run, set up by prepare(); the loop changes prompt, opt, step, history, best, target and metrics."""
+    cfg: TrainConfig
+    out: Path  # the run directory
+    target: Path  # where the files go: `out`, or out.new/ until the first save of an --overwrite
+    model: object  # the frozen GPT2
+    tokenizer: object
+    train_rows: list  # [Example]
+    val_rows: list  # [Example], [] without validation
+    labels: list | None  # rank-classification labels of the validation rows
+    metric: str | None  # what picks the best epoch: "accuracy", "exact_match", "loss"; None without validation
+    prompt: np.ndarray  # [P, C], the only array that learns
+    best: np.ndarray | None  # [P, C], the prompt of the best validation epoch so far
+    opt: object
+    history: dict  # run.HISTORY's lists; val_start holds epoch 0's validation loss (and score)
+    step: int  # updates done
+    first_epoch: int
+    steps_per_epoch: int
+    info: dict  # what metrics.json says about the model and the data
+    data_hash: str
+    metrics: dict | None = None  # of the last epoch saved by this call
+
+
 def _train(cfg, out, target, model, tokenizer, on_epoch_end):
-    if model is None:
-        from .api import load_model
+    model = load_model(cfg.model) if model is None else model
+    tokenizer = load_tokenizer(cfg.model) if tokenizer is None else tokenizer
+    run = prepare(cfg, out, target, model, tokenizer)
+    try:
+        for epoch in range(run.first_epoch, run.cfg.epochs):
+            if stopped_early(run):
+                break
+            t0 = time.perf_counter()
+            losses = train_epoch(run, epoch)
+            end_epoch(run, losses, t0)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, run.prompt, run.metrics)
+    except KeyboardInterrupt:
+        done = len(run.history["epoch_losses"])
+        print(f"stopped in epoch {done + 1}: {out} holds epoch {done}; continue with the same command and "
+              "--resume", file=sys.stderr)
+        raise
+    done, early = len(run.history["epoch_losses"]), stopped_early(run)
+    if run.metrics is None:  # nothing left to do
+        say(run, f"{out}: the run already has its {done} epochs" + " (it stopped early)" * early)
+        run.metrics = json.loads((out / METRICS).read_text())
+    elif early:  # not `say`: the run is shorter than asked, --quiet or not
+        print(f"stopped early after epoch {done}/{cfg.epochs}: no better validation {run.metric.replace('_', ' ')} "
+              f"for {cfg.early_stopping} epochs; the best is epoch {run.metrics['validation']['best_epoch']}, "
+              f"in {out / 'best'}")
+    return run.prompt, run.metrics
 
-        model = load_model(cfg.model)
-    if tokenizer is None:
-        from .api import load_tokenizer
 
-        tokenizer = load_tokenizer(cfg.model)
-    state = read_checkpoint(out / CHECKPOINT, model.config.n_embd) if cfg.resume else None
-    # P first: how much context is left for the rows depends on it
+def say(run, text):
+    if not run.cfg.quiet:
+        print(text)
+
+
+def load_rows(cfg, tokenizer, max_length):
+    """(the training Dataset, train rows, validation rows, the validation rows' kind)."""
+    data_args = {"template": cfg.template, "max_length": max_length, "truncate": cfg.truncate,
+                 "input_column": cfg.input_column, "output_column": cfg.output_column, "text_column": cfg.text_column,
+                 "label_words": parse_label_words(cfg.label_words) if cfg.label_words else None}
+    data = load_examples(cfg.data, tokenizer, "data", **data_args)
+    if cfg.val_data:
+        val = load_examples(cfg.val_data, tokenizer, "val_data", **data_args)
+        return data, data.examples, val.examples, val.kind
+    if cfg.val_split is not None:
+        return data, *split_validation(data.examples, cfg.val_split, cfg.seed), data.kind
+    return data, data.examples, [], None
+
+
+def described(data):
+    """What metrics.json and the checkpoint say about `data`: a path as it is, a list of rows in a few words."""
+    return f"(a list of {len(data)} rows)" if isinstance(data, list) else data
+
+
+def starting_prompt(cfg, state, model):
+    """(the prompt to start from [P, C], or None for a fresh init; cfg with P and the init filled in). P comes
+    first: how much context is left for the rows depends on it."""
     start, init, init_text = None, cfg.init, cfg.init_text
     if state is not None:
         start, init, init_text = state["prompt"], state["config"]["init"], state["config"]["init_text"]
@@ -188,101 +196,144 @@ def _train(cfg, out, target, model, tokenizer, on_epoch_end):
     P = cfg.num_virtual_tokens or (DEFAULT_VIRTUAL_TOKENS if start is None else start.shape[0])
     if start is not None and start.shape[0] != P:
         raise TinyPromptError(f"--num-virtual-tokens {P}, but the prompt to start from has {start.shape[0]}")
-    cfg = replace(cfg, num_virtual_tokens=P, init=init, init_text=init_text)
+    return start, replace(cfg, num_virtual_tokens=P, init=init, init_text=init_text)
 
-    max_length = model.config.n_positions - P
-    data_args = {"template": cfg.template, "max_length": max_length, "truncate": cfg.truncate,
-                 "input_column": cfg.input_column, "output_column": cfg.output_column, "text_column": cfg.text_column,
-                 "label_words": parse_label_words(cfg.label_words) if cfg.label_words else None}
-    data = load_data(cfg.data, tokenizer, **data_args)
-    train_rows, val_rows = data.examples, []
-    if cfg.val_data:
-        val_rows = load_data(cfg.val_data, tokenizer, **data_args).examples
-    elif cfg.val_split is not None:
-        train_rows, val_rows = split_validation(train_rows, cfg.val_split, cfg.seed)
+
+def data_stats(data, train_rows, val_rows, max_length):
+    """metrics.json's "data": the rows, the tokens that count, what --truncate cut."""
+    return {"kind": data.kind, "train_rows": len(train_rows), "val_rows": len(val_rows),
+            "train_target_tokens": sum(sum(t != IGNORE_INDEX for t in e.labels) for e in train_rows),
+            "max_length": max_length, "truncated_rows": data.truncated_rows,
+            "truncated_tokens": data.truncated_tokens, "dropped_rows": data.dropped_rows}
+
+
+def prepare(cfg, out, target, model, tokenizer):
+    """The run before its first update: the starting prompt (or the checkpoint's state, on --resume), the data,
+    the optimizer, and on a new run the validation of epoch 0."""
+    state = read_checkpoint(out / CHECKPOINT, model.config.n_embd) if cfg.resume else None
+    start, cfg = starting_prompt(cfg, state, model)
+    P, max_length = cfg.num_virtual_tokens, model.config.n_positions - cfg.num_virtual_tokens
+    data, train_rows, val_rows, val_kind = load_rows(cfg, tokenizer, max_length)
+    labels = parse_labels(cfg.labels, cfg.label_words) if val_rows else None
+    if labels and val_kind != "pairs":
+        raise TinyPromptError("--labels needs validation data of input/output rows, not text rows")
+    cfg = replace(cfg, data=described(cfg.data), val_data=described(cfg.val_data))
     data_hash = fingerprint(train_rows, val_rows)
     if state is not None:
         check_resume(cfg, state, data_hash)
     if start is None:
-        start = init_prompt(init, P, model.wte, tokenizer, cfg.init_text, data.outputs(), cfg.seed)
-    prompt = np.array(start, dtype=np.float32)  # [P, C], the only array that learns
-
+        start = init_prompt(cfg.init, P, model.wte, tokenizer, cfg.init_text, data.outputs(), cfg.seed)
+    prompt = np.array(start, dtype=np.float32)  # [P, C]
     opt = make_optimizer(cfg.optimizer, cfg.weight_decay)
-    history = {"step_losses": [], "epoch_losses": [], "val_losses": [], "epoch_seconds": []}
-    first_epoch, step = 0, 0
+    history = {k: [] for k in HISTORY}
+    first_epoch, step, best = 0, 0, None
     if state is not None:
         opt.load_state_dict({k[len("optim."):]: v for k, v in state.items() if k.startswith("optim.")})
-        first_epoch, step = state["epoch"], state["step"]
+        first_epoch, step, best = state["epoch"], state["step"], state.get("best_prompt")
         history = {k: state[k].tolist() for k in history}
-    micro = num_batches(len(train_rows), cfg.batch_size)
-    steps_per_epoch = num_batches(micro, cfg.accumulation_steps)
-    total_steps = cfg.epochs * steps_per_epoch
-    pad_id = tokenizer.eos_id  # GPT-2 has no pad token; padded positions are never targets anyway
-    say = (lambda *a: None) if cfg.quiet else print
-    say(f"tune: {len(train_rows)} train rows, {len(val_rows)} validation rows ({data.kind}); P={P} virtual "
-        f"tokens (init {init}); {cfg.epochs} epochs x {steps_per_epoch} steps; {cfg.optimizer} lr {cfg.lr}")
+    steps_per_epoch = num_batches(num_batches(len(train_rows), cfg.batch_size), cfg.accumulation_steps)
+    metric = None if not val_rows else "accuracy" if labels else "exact_match" if val_kind == "pairs" else "loss"
+    info = {"init": cfg.init, "model": {"name_or_path": cfg.model, **asdict(model.config)},
+            "data": data_stats(data, train_rows, val_rows, max_length)}
+    run = Run(cfg, out, target, model, tokenizer, train_rows, val_rows, labels, metric, prompt, best, opt, history,
+              step, first_epoch, steps_per_epoch, info, data_hash)
+    say(run, f"tune: {len(train_rows)} train rows, {len(val_rows)} validation rows ({data.kind}); P={P} virtual "
+             f"tokens (init {cfg.init}); {cfg.epochs} epochs x {steps_per_epoch} steps; {cfg.optimizer} lr {cfg.lr}")
     if data.truncated_rows:
-        say(f"--truncate: cut {data.truncated_rows} rows by {data.truncated_tokens} tokens in all to fit "
-            f"{max_length} tokens; dropped {data.dropped_rows} rows left with nothing to learn")
+        say(run, f"--truncate: cut {data.truncated_rows} rows by {data.truncated_tokens} tokens in all to fit "
+                 f"{max_length} tokens; dropped {data.dropped_rows} rows left with nothing to learn")
     if first_epoch:
-        say(f"resuming after epoch {first_epoch} (step {step}) from {out / CHECKPOINT}")
-    info = {"init": init, "model": {"name_or_path": cfg.model, **asdict(model.config)},
-            "data": {"kind": data.kind, "train_rows": len(train_rows), "val_rows": len(val_rows),
-                     "train_target_tokens": sum(sum(t != IGNORE_INDEX for t in e.labels) for e in train_rows),
-                     "max_length": max_length, "truncated_rows": data.truncated_rows,
-                     "truncated_tokens": data.truncated_tokens, "dropped_rows": data.dropped_rows}}
+        say(run, f"resuming after epoch {first_epoch} (step {step}) from {out / CHECKPOINT}")
+    elif val_rows:  # epoch 0: where the prompt starts, the first point of every validation curve
+        run.history["val_start"], run.best = validate(run), prompt.copy()
+        say(run, f"epoch 0/{cfg.epochs}{val_text(run, *run.history['val_start'])}")
+    return run
 
-    def stop(what, value):
-        epoch = len(history["epoch_losses"])
-        kept = f"the prompt of epoch {epoch} is kept in {out}" if epoch else "no prompt was saved"
-        return TinyPromptError(f"step {step + 1} (epoch {epoch + 1}): the {what} is {value}; stopped, {kept}. "
-                               "Try a smaller --lr or --max-grad-norm")
 
-    metrics = None
-    try:
-        for epoch in range(first_epoch, cfg.epochs):
-            t0 = time.perf_counter()
-            epoch_batches = list(batches(train_rows, cfg.batch_size, pad_id, cfg.seed, epoch, cfg.shuffle))
-            groups = [epoch_batches[i : i + cfg.accumulation_steps]
-                      for i in range(0, len(epoch_batches), cfg.accumulation_steps)]
-            losses = []
-            bar = progress(groups, f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet)
-            for group in bar:
-                lr = lr_at(step, cfg.lr, cfg.lr_schedule, cfg.warmup_steps, total_steps)
-                loss = optimizer_step(model, prompt, group, opt, cfg, lr, stop)
-                step += 1
-                losses.append(loss)
-                history["step_losses"].append(loss)
-                if bar is not groups:
-                    bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
-            if val_rows:  # before the epoch counts as done: a non-finite one stops the run unsaved
-                val_loss = mean_loss(model, prompt, val_rows, cfg.batch_size, pad_id)
-                if not math.isfinite(val_loss):
-                    raise stop("validation loss", val_loss)
-                history["val_losses"].append(val_loss)
-            history["epoch_losses"].append(float(np.mean(losses)))
-            history["epoch_seconds"].append(time.perf_counter() - t0)
-            val = f"  val loss {history['val_losses'][-1]:.4f}" if val_rows else ""
-            say(f"epoch {epoch + 1}/{cfg.epochs}  train loss {history['epoch_losses'][-1]:.4f}{val}  "
-                f"{history['epoch_seconds'][-1]:.1f}s")
+def diverged(run, what, value):
+    """The error that stops a run at a non-finite number: where, and which epoch's prompt is on disk."""
+    epoch = len(run.history["epoch_losses"])
+    kept = f"the prompt of epoch {epoch} is kept in {run.out}" if epoch else "no prompt was saved"
+    return TinyPromptError(f"step {run.step + 1} (epoch {epoch + 1}): the {what} is {value}; stopped, {kept}. "
+                           "Try a smaller --lr or --max-grad-norm")
 
-            seconds = sum(history["epoch_seconds"])
-            metrics = {"config": asdict(cfg), **info, "epochs_done": epoch + 1, "steps_done": step,
-                       "steps_per_epoch": steps_per_epoch, **{k: history[k] for k in history if k != "epoch_seconds"},
-                       "timings": {"epoch_seconds": history["epoch_seconds"], "total_seconds": seconds,
-                                   "seconds_per_step": seconds / step}}
-            save_epoch(target, cfg, model, prompt, opt, metrics, history, data_hash, steps_per_epoch)
-            if target != out:  # --overwrite: the new run has its first save, only now may the old one go
-                swap_in(target, out)
-                target = out
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, prompt, metrics)
-    except KeyboardInterrupt:
-        done = len(history["epoch_losses"])
-        print(f"stopped in epoch {done + 1}: {out} holds epoch {done}; continue with the same command and "
-              "--resume", file=sys.stderr)
-        raise
-    if metrics is None:
-        say(f"{out}: the run already has its {cfg.epochs} epochs")
-        metrics = json.loads((out / METRICS).read_text())
-    return prompt, metrics
+
+def train_epoch(run, epoch):
+    """The updates of one epoch (a progress bar on a terminal); -> their losses."""
+    cfg = run.cfg
+    micro = list(batches(run.train_rows, cfg.batch_size, run.tokenizer.eos_id, cfg.seed, epoch, cfg.shuffle))
+    groups = [micro[i : i + cfg.accumulation_steps] for i in range(0, len(micro), cfg.accumulation_steps)]
+    losses = []
+    bar = progress(groups, f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet, unit="step")
+    for group in bar:
+        losses.append(train_step(run, group))
+        if bar is not groups:
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
+    return losses
+
+
+def train_step(run, group):
+    """One optimizer step on a group of micro-batches (the update is in place); -> its loss."""
+    cfg = run.cfg
+    lr = lr_at(run.step, cfg.lr, cfg.lr_schedule, cfg.warmup_steps, cfg.epochs * run.steps_per_epoch)
+    loss = optimizer_step(run.model, run.prompt, group, run.opt, cfg, lr, lambda *what: diverged(run, *what))
+    run.step += 1
+    run.history["step_losses"].append(loss)
+    return loss
+
+
+def validate(run):
+    """[loss] of the prompt on the validation rows, and its score (accuracy, exact match) unless the metric is
+    the loss. A non-finite loss stops the run before the epoch is saved."""
+    cfg = run.cfg
+    result = evaluate(run.model, run.prompt, run.val_rows, run.tokenizer, run.labels, cfg.batch_size, cfg.quiet)
+    if not math.isfinite(result["loss"]):
+        raise diverged(run, "validation loss", result["loss"])
+    return [float(result["loss"])] + ([] if run.metric == "loss" else [float(result[run.metric])])
+
+
+def val_text(run, loss, score=None):
+    """The validation part of an epoch line."""
+    return f"  val loss {loss:.4f}" + ("" if score is None else f"  val {run.metric.replace('_', ' ')} {score:.3f}")
+
+
+def stopped_early(run):
+    """--early-stopping N: N epochs have passed since the best one."""
+    return run.cfg.early_stopping is not None and epochs_since_best(run.history) >= run.cfg.early_stopping
+
+
+def end_epoch(run, losses, t0):
+    """After an epoch's updates (begun at time.perf_counter() t0): validate, keep the best prompt, log, save."""
+    cfg, history = run.cfg, run.history
+    if run.val_rows:  # before the epoch counts as done: a non-finite loss stops the run unsaved
+        result = validate(run)
+        history["val_losses"].append(result[0])
+        history["val_scores"].extend(result[1:])
+    seconds = time.perf_counter() - t0  # the validation included
+    history["epoch_losses"].append(float(np.mean(losses)))
+    history["epoch_seconds"].append(seconds)
+    epoch = len(history["epoch_losses"])
+    if run.val_rows and epochs_since_best(history) == 0:
+        run.best = run.prompt.copy()
+    val = val_text(run, history["val_losses"][-1], *history["val_scores"][-1:]) if run.val_rows else ""
+    say(run, f"epoch {epoch}/{cfg.epochs}  train loss {history['epoch_losses'][-1]:.4f}{val}  {seconds:.1f}s")
+    run.metrics = epoch_metrics(run)
+    save_epoch(run.target, run, run.metrics)
+    if run.target != run.out:  # --overwrite: the new run has its first save, only now may the old one go
+        swap_in(run.target, run.out)
+        run.target = run.out
+
+
+def epoch_metrics(run):
+    """metrics.json: the config, the model and data, and every loss so far."""
+    history, seconds = run.history, sum(run.history["epoch_seconds"])
+    validation = None
+    if run.val_rows:
+        validation = {"metric": run.metric, "labels": run.labels, "epoch_0": dict(zip(("loss", "score"),
+                      history["val_start"])), "best_epoch": len(history["epoch_losses"]) - epochs_since_best(history),
+                      "stopped_early": stopped_early(run)}
+    return {"config": asdict(run.cfg), **run.info, "epochs_done": len(history["epoch_losses"]),
+            "steps_done": run.step, "steps_per_epoch": run.steps_per_epoch,
+            **{k: history[k] for k in ("step_losses", "epoch_losses", "val_losses", "val_scores")},
+            "validation": validation, "timings": {"epoch_seconds": history["epoch_seconds"],
+                                                  "total_seconds": seconds, "seconds_per_step": seconds / run.step}}
