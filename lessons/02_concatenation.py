@@ -19,13 +19,26 @@ What to look at
   - the check that the virtual tokens' hidden states are identical for two different texts;
   - how much attention the text pays to the virtual tokens, layer by layer;
   - how P random vectors, untrained, already move the next-token distribution (top tokens, KL divergence);
-  - lessons/out/02_causal_mask.png (what each position may see, and the real attention weights) and
-    lessons/out/02_next_token.png (the distribution with and without the prompt; KL against P).
+  - lessons/out/02_concatenation.png: what each position may see and the real attention weights; the
+    distribution with and without the prompt, and KL against P; the tuned prompt against its two controls.
 """
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, compare, load, parse_args, read_rows, report, sample, save_figure, show, table, tune
+from common import (
+    DATA,
+    compare,
+    load,
+    parse_args,
+    read_rows,
+    report,
+    same_norms,
+    sample,
+    save_figure,
+    show,
+    table,
+    tune,
+)
 
 from tinyprompt import layers
 from tinyprompt.prompt import init_prompt
@@ -60,6 +73,7 @@ def main():
     model, tok = load(args)
     wte, wpe = model.wte, model.params["wpe"]["weight"]
     C = model.config.n_embd
+    fig, panels = plt.subplot_mosaic([["mask", "attention", "."], ["next", "sweep", "claim"]], figsize=(24, 13))
 
     # 1. the shapes, step by step
     ids = np.array([tok.encode(TEXT)])  # [B=1, T]
@@ -107,7 +121,7 @@ def main():
           [(i, f"{s:.1%}", f"{np.mean([P / (P + t + 1) for t in range(T)]):.1%}") for i, s in enumerate(on_prompt)])
 
     names = [f"v{i}" for i in range(P)] + [show(tok.decode([i])) for i in ids[0]]
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
+    axes = [panels["mask"], panels["attention"]]
     for ax, image, title, cmap in ((axes[0], mask, "causal mask: may query i see key j? (black: yes)", "Greys"),
                                    (axes[1], atts[0].mean(0), "layer 0 attention weights (mean over heads)",
                                     "viridis")):
@@ -122,8 +136,6 @@ def main():
         ax.legend(loc="upper right", fontsize=8)
     fig.colorbar(im, ax=axes[1], label="attention weight")
     axes[0].text(L - 1, P / 2, "virtual tokens never\nsee the text", ha="right", va="center", color="crimson")
-    fig.suptitle(f"Lesson 02: {P} virtual tokens in front of {T} text tokens ({model.name_or_path})")
-    save_figure(fig, "02_causal_mask")
 
     # 3. P random vectors already move the next-token distribution
     p0 = next_token(model, ids)  # [V] after the text alone
@@ -144,7 +156,7 @@ def main():
     table(["P", "random", "vocab"], [(n, f"{r:.4f}", f"{v:.4f}") for n, r, v in
                                      zip(sizes, sweep["random"].mean(1), sweep["vocab"].mean(1))])
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5))
+    ax1, ax2 = panels["next"], panels["sweep"]
     shown = list(dict.fromkeys([*top0, *top1]))  # the union of both top-5s
     y = np.arange(len(shown))
     ax1.barh(y - 0.2, p0[shown], height=0.4, label="no prompt")
@@ -165,8 +177,6 @@ def main():
     ax2.set_ylabel("KL(no prompt || with prompt), nats")
     ax2.set_title("how far untrained virtual tokens move the prediction")
     ax2.legend()
-    fig.suptitle(f"Lesson 02: untrained soft prompts already steer the model ({model.name_or_path})")
-    save_figure(fig, "02_next_token")
 
     # 4. the claim: a TUNED prompt moves the prediction far more than its two controls
     n_train = 64 if args.quick else 400
@@ -176,10 +186,7 @@ def main():
     tuned, _ = tune(model, tok, "02_sst2", data=str(train_path), num_virtual_tokens=P, init="labels", lr=0.03,
                     epochs=1, batch_size=8, seed=0, input_column="text", output_column="label",
                     template="{input}Sentiment:", label_words="0= negative,1= positive", quiet=True)
-    rng = np.random.default_rng(1)
-    same_norm = rng.normal(size=tuned.shape)  # random directions, each scaled to its tuned vector's norm
-    same_norm = (same_norm / np.linalg.norm(same_norm, axis=1, keepdims=True)
-                 * np.linalg.norm(tuned, axis=1, keepdims=True)).astype(np.float32)
+    same_norm = same_norms(np.linalg.norm(tuned, axis=1), tuned.shape[1], seed=1)  # [P, C]
     prompts = {"tuned prompt": tuned, "random, same norms": same_norm,
                "position shift only (zeros)": np.zeros_like(tuned)}  # zeros: the P slots carry only wpe
     reviews = [r["text"] + "Sentiment:" for r in read_rows(DATA / "sst2" / "dev.tsv")[:8 if args.quick else 32]]
@@ -188,13 +195,15 @@ def main():
               for name, p in prompts.items()}
     table(["prompt in front", f"mean KL(no prompt || prompt), nats, {len(reviews)} dev reviews"],
           [(name, f"{v:.4f}") for name, v in shifts.items()])
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax = panels["claim"]
     bars = ax.bar(range(3), list(shifts.values()), color=["C2", "C1", "grey"])
     ax.bar_label(bars, fmt="%.3f")
     ax.set_xticks(range(3), list(shifts))
     ax.set_ylabel("mean KL(no prompt || with prompt), nats")
-    ax.set_title(f"Lesson 02: {P} tuned vectors against two controls ({model.name_or_path})")
-    save_figure(fig, "02_tuned_vs_controls")
+    ax.set_title(f"the claim: {P} tuned vectors against two controls")
+    fig.suptitle(f"Lesson 02: {P} virtual tokens in front of {T} text tokens: what the causal mask lets them do, and "
+                 f"how far they move the prediction ({model.name_or_path})")
+    save_figure(fig, "02_concatenation")
     control = max(shifts["random, same norms"], shifts["position shift only (zeros)"])
     report("02", "a tuned prompt moves the next-token distribution at least 3x more than a random prompt of the "
            "same norms and than a pure position shift", shifts["tuned prompt"] >= 3 * control,

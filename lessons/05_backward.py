@@ -43,7 +43,7 @@ What to look at
     our backward and finite differences (float64: expect 1e-7 or smaller);
   - the agreement of this op-by-op walk with `model.loss_and_grad`, which takes a faster route;
   - the table of weight-gradient arrays and bytes that are *not* computed, and the head's saving;
-  - lessons/out/05_gradient_check.png and lessons/out/05_not_computed.png.
+  - lessons/out/05_backward.png: every check against its tolerance; what is never computed.
 """
 
 import time
@@ -197,7 +197,9 @@ def main():
     table(["op", "input shape", "entries checked", "max rel diff", f"< {TOLERANCE:g}"],
           [(op, shape, n, f"{err:.1e}", "yes" if err < TOLERANCE else "NO") for op, shape, n, err in checks])
 
-    fig, ax = plt.subplots(figsize=(10, 0.35 * len(checks) + 1.5))
+    fig, panels = plt.subplot_mosaic([["check", "weights"], ["check", "head"]], figsize=(22, 11),
+                                     gridspec_kw={"width_ratios": [1, 1.1]})
+    ax = panels["check"]
     errs = np.array([max(e, 1e-16) for *_, e in checks])
     ax.barh(range(len(checks)), errs, color=["C2" if e < TOLERANCE else "C3" for e in errs])
     ax.axvline(TOLERANCE, color="crimson", ls="--", label=f"tolerance {TOLERANCE:g} (float64)")
@@ -205,10 +207,9 @@ def main():
     ax.set_yticks(range(len(checks)), [f"{op}  ({n} entries)" for op, _, n, _ in checks])
     ax.invert_yaxis()
     ax.set_xlabel("max |ours - finite differences| / max |finite differences|  (log scale)")
-    ax.set_title(f"each backward op against central finite differences, loss (top) to prompt (bottom)\n"
-                 f"{model.name_or_path}, float64, B={B}, L={L}")
+    ax.set_title(f"the claim: each backward op against central finite differences, loss (top) to prompt "
+                 f"(bottom)\nfloat64, B={B}, L={L}")
     ax.legend(loc="lower right")
-    save_figure(fig, "05_gradient_check")
 
     # ---- what is not computed: the weight gradients, and the head outside the scored positions ----
     print("\n6. what full fine-tuning would compute and prompt tuning does not: a gradient for every weight")
@@ -257,7 +258,7 @@ def main():
           f"{timing['targets'] * 1e3:.1f} ms for {M}; logits kept: {human_bytes(B * L * V * itemsize)} -> "
           f"{human_bytes(M * V * itemsize)}")
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 5.5), gridspec_kw={"width_ratios": [1.4, 1]})
+    ax1, ax2 = panels["weights"], panels["head"]
     names = [*groups, "dprompt"]
     sizes = [total * itemsize for _, _, total in groups.values()] + [P * C * itemsize]
     ax1.barh(range(len(names)), sizes, color=["grey"] * len(groups) + ["C2"])
@@ -277,9 +278,9 @@ def main():
     ax2.set_ylim(0, 1.3 * 2 * C * V * B * L / 1e9)
     ax2.set_title(f"the [C, V] = [{C}, {V}] head: {1 - M / (B * L):.0%} of its work skipped, exactly")
     ax2.legend()
-    fig.suptitle(f"Lesson 05: what the backward pass does not compute ({model.name_or_path})")
+    fig.suptitle(f"Lesson 05: the derived backward pass, checked, and what it does not compute ({model.name_or_path})")
     fig.tight_layout()
-    save_figure(fig, "05_not_computed")
+    save_figure(fig, "05_backward")
     print(f"\ntotal time {time.perf_counter() - t_start:.1f} s")
     worst = max(err for *_, err in checks)
     report("05", f"every derived gradient ({len(checks)} ops, loss to prompt) matches finite differences "

@@ -17,18 +17,26 @@ What to look at
   - one padded batch: each row's ids and labels, and where the padding goes;
   - the check that two micro-batches of 4 rows give the gradient of one batch of 8, and that 1 + 7 do not;
   - the learning rate at each step under the three schedules;
-  - the loss per epoch, train and validation, and lessons/out/06_training.png.
+  - the loss per epoch, train and validation, on the real labels and on shuffled ones, and
+    lessons/out/06_training.png (the chance levels ln V and ln 2 / 2 in red).
+
+The claim, measured: tuning lowers the validation loss below its start, and below the validation loss of the
+same run on the same rows with their labels shuffled (the control), by at least MARGIN nats. The control can
+learn the answer's form (one of two words, then EOS) and how often each label comes; only the real labels
+say which review gets which, so only they can take the loss below ln 2 / 2, a coin between the labels.
 """
 
 import matplotlib.pyplot as plt
 import numpy as np
 from common import (
     DATA,
+    chance_lines,
     compare,
     load,
     parse_args,
     plot_run,
     read_rows,
+    report,
     save_figure,
     show,
     table,
@@ -46,6 +54,7 @@ VAL_SPLIT, SEED = 0.2, 0
 SST2 = {"template": "Review: {input}\nSentiment:", "input_column": "text", "output_column": "label"}
 LABEL_WORDS = "0= negative,1= positive"  # SST-2's 0/1 labels as the words to learn
 FLOAT32 = {"rtol": 1e-4, "atol": 1e-7}  # two float32 sums in another order agree to about this
+MARGIN = 0.05  # nats per scored token
 
 
 def short(text, n=56):
@@ -118,21 +127,31 @@ def main():
     shown = sorted({*range(min(total, 4)), total // 2, total - 2, total - 1})
     table(["step", *optim.SCHEDULES], [(t, *(f"{curves[s][t]:.4f}" for s in optim.SCHEDULES)) for t in shown])
 
-    # 5. the loop itself: train.train
+    # 5. the loop itself: train.train, on the real labels and (the control) on the same rows, labels shuffled
     val0 = mean_loss(model, prompt0, val_rows, batch_size, eos)
+    train_part, val_part = data.split_validation(rows, VAL_SPLIT, SEED)  # the rows train() holds out, as dicts
+    drawn = np.random.default_rng(SEED + 1).permutation([r["label"] for r in train_part])
+    shuffled = write_rows([{**r, "label": y} for r, y in zip(train_part, drawn)], "06_sst2_shuffled.tsv")
+    val_path = write_rows(val_part, "06_sst2_val.tsv")  # the control is validated on the real labels too
     print(f"\n5. train.train: P={P} virtual tokens (init vocab), AdamW lr {LR} {SCHEDULE}, {epochs} epochs; "
           f"validation loss before the first step: {val0:.4f}")
-    _, metrics = tune(model, tok, "06_run", data=str(path), val_split=VAL_SPLIT, num_virtual_tokens=P,
-                      init="vocab", lr=LR, epochs=epochs, batch_size=batch_size, accumulation_steps=accumulation,
-                      lr_schedule=SCHEDULE, warmup_steps=WARMUP, seed=SEED, label_words=LABEL_WORDS, **SST2)
-    table(["epoch", "steps", "train loss (mean of its steps)", "validation loss", "seconds"],
-          [(0, 0, "", f"{val0:.4f}", "")] +
-          [(i + 1, steps_per_epoch * (i + 1), f"{t:.4f}", f"{v:.4f}", f"{s:.2f}") for i, (t, v, s) in
-           enumerate(zip(metrics["epoch_losses"], metrics["val_losses"], metrics["timings"]["epoch_seconds"]))])
+    print("   twice: on the real labels, and on the same rows with their labels shuffled (the control: it can learn "
+          "the answer's form\n   and how often each label comes, but not which review gets which)")
+    settings = {"num_virtual_tokens": P, "init": "vocab", "lr": LR, "epochs": epochs,
+                "batch_size": batch_size, "accumulation_steps": accumulation, "lr_schedule": SCHEDULE,
+                "warmup_steps": WARMUP, "seed": SEED, "label_words": LABEL_WORDS, **SST2}
+    runs = {"real labels": tune(model, tok, "06_run", data=str(path), val_split=VAL_SPLIT, **settings)[1],
+            "shuffled labels": tune(model, tok, "06_shuffled", data=str(shuffled), val_data=str(val_path),
+                                    quiet=True, **settings)[1]}
+    metrics = runs["real labels"]
+    table(["epoch", "steps", "train loss (mean of its steps)", "validation loss", "shuffled labels: validation"],
+          [(0, 0, "", f"{val0:.4f}", f"{val0:.4f}")] +
+          [(i + 1, steps_per_epoch * (i + 1), f"{t:.4f}", f"{v:.4f}", f"{c:.4f}") for i, (t, v, c) in
+           enumerate(zip(metrics["epoch_losses"], metrics["val_losses"], runs["shuffled labels"]["val_losses"]))])
     print(f"   {metrics['steps_done']} steps, {metrics['timings']['seconds_per_step'] * 1e3:.0f} ms per step "
           f"(validation included); the run's files: lessons/out/06_run/ (adapter, metrics.json, loss.png)")
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 5.5))
     for s in optim.SCHEDULES:
         ax1.plot(range(total), curves[s], "o-" if s == SCHEDULE else ".--", lw=2.5 if s == SCHEDULE else 1,
                  label=f"{s}{' (this run)' if s == SCHEDULE else ''}")
@@ -140,15 +159,21 @@ def main():
     for epoch in range(1, epochs):
         ax1.axvline(epoch * steps_per_epoch - 0.5, color="grey", lw=0.5, ls=":")
     ax1.set_xlabel(f"optimizer step ({steps_per_epoch} per epoch: dotted lines)")
-    ax1.set_ylabel("learning rate")
+    ax1.set_ylabel("learning rate (AdamW step size, embedding units)")
     ax1.set_title(f"the learning rate of each step (peak {LR})")
     ax1.legend()
-    plot_run(ax2, metrics, val0, "validation (epoch 0: before training)", vocab_size=model.config.vocab_size)
+    for (name, m), color in zip(runs.items(), ("C0", "C7")):
+        plot_run(ax2, m, val0, "validation (real labels)", name=f"{name}: ", color=color)
+    chance_lines(ax2, model.config.vocab_size, n_labels=2)
     ax2.set_title(f"loss per epoch: {len(train_rows)} train / {len(val_rows)} validation rows, "
                   f"B={batch_size} x {accumulation}")
-    ax2.legend()
+    ax2.legend(fontsize=7)
     fig.suptitle(f"Lesson 06: the training loop ({model.name_or_path}, P={P})")
     save_figure(fig, "06_training")
+    final = {name: m["val_losses"][-1] for name, m in runs.items()}
+    report("06", f"tuning lowers the validation loss below its start and at least {MARGIN} nats below the same run "
+           "on shuffled labels", final["real labels"] <= min(val0, final["shuffled labels"]) - MARGIN,
+           start=val0, real_labels=final["real labels"], shuffled_labels=final["shuffled labels"])
 
 
 if __name__ == "__main__":

@@ -1,115 +1,119 @@
-"""Lesson 07 -- before and after: four tuned vectors change what a frozen GPT-2 writes.
+"""Lesson 07 -- before and after: a few tuned vectors change what a frozen GPT-2 writes.
 
 What it teaches
-  This is the experiment of the PEFT prompt-tuning tutorial, which used bloomz-560m; here it runs on GPT-2.
-  Four virtual tokens, randomly initialised, are tuned on the role prompts of awesome-chatgpt-prompts ("I
-  want you to act as a linux terminal. I will type commands and ..."). These are text rows, so every token
-  counts in the loss: the prompt is tuned to make such texts likely, as a language model is. Then the frozen
-  model gets "I want you to act as a logistician. ", a role that is not among the training rows, and
-  continues it greedily with a repetition penalty of 1.5 (a token already present gets its logit divided
-  by 1.5 if positive, multiplied if negative). It does so three times: without a prompt, with the untrained
-  random prompt, and with the tuned one. The weights are the same every time; only the 4 vectors in front
-  change.
+  The PEFT prompt-tuning tutorial tunes a prompt, then shows what the model writes for one input before and
+  after. Its rows (role prompts) have no right answer, so "after" can only be admired. Here the same
+  experiment runs on a task whose answers can be counted: antonyms in a template tiny-pretrained never saw,
+  "hot <->" -> " cold" (data/toy/antonyms.jsonl). The model learned all 96 pairs in other forms ("The
+  opposite of hot is cold."); the soft prompt has to make it use that skill after "<->".
+  The pairs are split, both directions of a pair on the same side: the prompt trains on some pairs and is
+  judged on pairs it never saw, by what greedy generation writes. The weights are the same in every setting;
+  only the P vectors in front change. Three controls separate "the vectors were tuned" from the rest:
+  - no prompt: the bare model, before anything;
+  - the untuned prompt: the vectors tuning starts from (rows of wte);
+  - random vectors with the tuned vectors' norms: as long as the tuned ones, pointing anywhere.
+
+The claim, measured: on held-out pairs, greedy generation after the tuned prompt starts with the antonym far
+more often (by at least 30 points) than in any of the three controls.
 
 What to look at
-  - the continuations. Comparing the untrained prompt with the tuned one separates "some vectors are in
-    front" from "the vectors were tuned";
-  - the loss on held-out role prompts (rows the prompt never trained on) in the three settings;
-  - lessons/out/07_before_after.png: the loss per epoch, and those held-out losses.
+  - the continuations, side by side, and the share that start with the antonym;
+  - lessons/out/07_before_after.png: the loss per epoch (train and held-out pairs), and the share of held-out
+    pairs answered right in each setting, with 95% intervals.
 """
-
-import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, load, parse_args, plot_run, read_rows, save_figure, table, tune, write_rows
+from common import (
+    DATA,
+    chance_lines,
+    load,
+    parse_args,
+    plot_run,
+    read_rows,
+    report,
+    same_norms,
+    save_figure,
+    table,
+    tune,
+    wilson,
+    write_rows,
+)
 
 from tinyprompt import data
 from tinyprompt.generate import generate
 from tinyprompt.prompt import init_prompt
 from tinyprompt.train import mean_loss
 
-QUERY = "I want you to act as a logistician. "
-P, INIT, SEED = 4, "random", 0  # the tutorial's 4 virtual tokens, randomly initialised
-LR, SCHEDULE = 0.03, "linear"  # tinyprompt's default lr (the tutorial's 0.005 was for bloomz); linear decay
-PENALTY = 1.5  # the tutorial's repetition_penalty
-
-
-def held_out_loss(model, prompt, examples, pad_id):
-    """Mean loss over every token but the first of each row. Without a prompt nothing precedes a row's first
-    token, so it cannot be scored; leaving it out everywhere scores the three settings on the same tokens."""
-    total = count = 0
-    for ids, labels in data.batches(examples, 8, pad_id, shuffle=False):
-        labels[:, 0] = data.IGNORE_INDEX
-        n = int((labels != data.IGNORE_INDEX).sum())
-        total, count = total + model.loss(prompt, ids, labels) * n, count + n
-    return total / count
-
-
-def show_text(text):
-    return textwrap.fill(text.replace("\n", " \\n "), 110, initial_indent="   | ", subsequent_indent="   | ")
+P, INIT, LR, SEED = 8, "vocab", 0.03, 0
+NEW_TOKENS = 4  # enough to see what follows the answer; only the first word is scored
 
 
 def main():
     args = parse_args(__doc__)
     model, tok = load(args)
-    eos, C = tok.eos_id, model.config.n_embd
-    n_train, n_val, cut = (6, 4, 32) if args.quick else (30, 8, 48)
-    epochs, batch_size, new_tokens = (2, 4, 10) if args.quick else (5, 8, 40)
+    eos = tok.eos_id
+    n_train_pairs, epochs = (40, 3) if args.quick else (72, 4)
 
-    # 1. the data: the first rows of the file, each cut to its opening tokens (where "I want you to act as" is)
-    rows = read_rows(DATA / "awesome-chatgpt-prompts" / "prompts.csv")
-    cut_rows = [{"prompt": tok.decode(tok.encode(r["prompt"])[:cut])} for r in rows[: n_train + n_val]]
-    train_path = write_rows(cut_rows[:n_train], "07_roles_train.csv")
-    val_path = write_rows(cut_rows[n_train:], "07_roles_val.csv")
-    where = [i for i, r in enumerate(rows) if r["prompt"].startswith(QUERY.strip())]
-    print(f"\n1. data: the first {n_train} role prompts of data/awesome-chatgpt-prompts/prompts.csv to train on, "
-          f"the next {n_val} held out; each cut to its first {cut} tokens")
-    print(f"   a training row: {cut_rows[2]['prompt'][:100]!r}...")
-    print(f"   the logistician's own prompt is row {where[0] if where else None} of {len(rows)}: "
-          f"{'not ' if not where or where[0] >= n_train + n_val else ''}among the rows used here")
+    # 1. the data: pairs, not rows, are split, so no held-out word was seen in either direction
+    rows = read_rows(DATA / "toy" / "antonyms.jsonl")  # both directions of pair i are rows 2i, 2i + 1
+    pairs = np.random.default_rng(SEED).permutation(len(rows) // 2)
+    train_rows = [rows[2 * i + d] for i in sorted(pairs[:n_train_pairs]) for d in (0, 1)]
+    test_rows = [rows[2 * i + d] for i in sorted(pairs[n_train_pairs:]) for d in (0, 1)]
+    train_path, test_path = write_rows(train_rows, "07_antonyms_train.jsonl"), write_rows(test_rows, "07_antonyms_test.jsonl")
+    print(f"\n1. data/toy/antonyms.jsonl: {len(rows) // 2} pairs; {n_train_pairs} pairs ({len(train_rows)} rows) to "
+          f"train on, the other {len(pairs) - n_train_pairs} ({len(test_rows)} rows) held out")
+    print(f"   a row: {train_rows[0]['input']!r} -> {train_rows[0]['output']!r}")
 
     # 2. tune
-    print(f"\n2. tuning P={P} virtual tokens (init {INIT}), AdamW lr {LR} {SCHEDULE}, {epochs} epochs, batch "
-          f"{batch_size}; every token of a row counts")
-    prompt, metrics = tune(model, tok, "07_roles", data=str(train_path), val_data=str(val_path), text_column="prompt",
-                           num_virtual_tokens=P, init=INIT, lr=LR, lr_schedule=SCHEDULE, epochs=epochs,
-                           batch_size=batch_size, seed=SEED)
-    untrained = init_prompt(INIT, P, model.wte, seed=SEED)  # [P, C]: where train() started (same call, same seed)
-    val_rows = data.load_data(val_path, tok, text_column="prompt").examples
-    val0 = mean_loss(model, untrained, val_rows, batch_size, eos)
+    print(f"\n2. tuning P={P} virtual tokens (init {INIT}), AdamW lr {LR}, {epochs} epochs, batch 8")
+    prompt, metrics = tune(model, tok, "07_antonyms", data=str(train_path), val_data=str(test_path),
+                           num_virtual_tokens=P, init=INIT, lr=LR, epochs=epochs, batch_size=8, seed=SEED)
+    untuned = init_prompt(INIT, P, model.wte, seed=SEED)  # [P, C]: where train() started (same call, same seed)
+    val0 = mean_loss(model, untuned, data.load_data(test_path, tok).examples, 8, eos)
 
-    # 3. held-out loss, on the same tokens in all three settings
-    settings = {"no prompt": np.zeros((0, C), np.float32), "untrained random prompt": untrained,
+    # 3. before and after: what greedy generation writes for each held-out input, in four settings
+    settings = {"no prompt": None, "untuned prompt": untuned,
+                "random, tuned norms": same_norms(np.linalg.norm(prompt, axis=1), prompt.shape[1], SEED + 1),
                 "tuned prompt": prompt}
-    losses = {name: held_out_loss(model, p, val_rows, eos) for name, p in settings.items()}
-    print(f"\n3. loss on the {n_val} held-out rows (every token but each row's first)")
-    table(["setting", "virtual tokens", "held-out loss"],
-          [(name, p.shape[0], f"{losses[name]:.4f}") for name, p in settings.items()])
+    new_ids = {name: [generate(model, tok.encode(r["input"]), p, max_new_tokens=NEW_TOKENS, eos_id=eos)
+                      for r in test_rows] for name, p in settings.items()}
+    written = {name: [tok.decode(ids) for ids in rows] for name, rows in new_ids.items()}
+    # every antonym is one token after its space, so "starts with the antonym" is "its first new token is it"
+    right = {name: np.array([ids[:1] == tok.encode(r["output"]) for ids, r in zip(rows, test_rows)])
+             for name, rows in new_ids.items()}
+    print(f"\n3. greedy continuation of the held-out inputs ({NEW_TOKENS} new tokens at most); the first "
+          f"{min(12, len(test_rows))} of {len(test_rows)}:")
+    table(["input", "antonym", *settings],
+          [(repr(r["input"]), repr(r["output"]), *(repr(written[name][i]) for name in settings))
+           for i, r in enumerate(test_rows[:12])])
+    print(f"\n   continuations that start with the antonym, {len(test_rows)} held-out rows:")
+    table(["setting", "right", "share", "95% interval"],
+          [(name, f"{hits.sum()}/{len(hits)}", f"{hits.mean():.0%}",
+            "{:.0%}..{:.0%}".format(*wilson(hits.sum(), len(hits)))) for name, hits in right.items()])
 
-    # 4. before and after
-    ids = tok.encode(QUERY)
-    print(f"\n4. greedy continuation of {QUERY!r}, {new_tokens} new tokens at most, repetition penalty {PENALTY}")
-    for name, p in settings.items():
-        new = generate(model, ids, p if p.shape[0] else None, max_new_tokens=new_tokens,
-                       repetition_penalty=PENALTY, eos_id=eos)
-        print(f"   {name}:")
-        print(show_text(QUERY + tok.decode(new)))
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [1.3, 1]})
-    plot_run(ax1, metrics, val0, "held-out rows (epoch 0: untrained)", "loss (cross-entropy, nats per token)", vocab_size=model.config.vocab_size)
-    ax1.set_title(f"tuning {P} virtual tokens on {n_train} role prompts")
-    ax1.legend()
-    names = list(settings)
-    bars = ax2.bar(range(len(names)), [losses[n] for n in names], color=["grey", "C1", "C2"])
-    ax2.bar_label(bars, fmt="%.3f")
-    ax2.set_xticks(range(len(names)), [n.replace(" random", "\nrandom") for n in names])
-    low, high = min(losses.values()), max(losses.values())
-    ax2.set_ylim(max(0, low - 0.6 * (high - low + 0.1)), high + 0.3 * (high - low + 0.1))
-    ax2.set_ylabel("held-out loss (nats per token, first token of each row excluded)")
-    ax2.set_title(f"the {n_val} held-out role prompts")
-    fig.suptitle(f"Lesson 07: before and after prompt tuning ({model.name_or_path})")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [1.2, 1]})
+    plot_run(ax1, metrics, val0, "held-out pairs (epoch 0: untuned)",
+             "loss (nats per scored token: antonym, EOS)")
+    chance_lines(ax1, model.config.vocab_size)
+    ax1.set_title(f"tuning P={P} vectors on {len(train_rows)} rows")
+    ax1.legend(fontsize=8)
+    share = np.array([hits.mean() for hits in right.values()])
+    err = np.array([[s - lo, hi - s] for s, (lo, hi) in
+                    zip(share, (wilson(h.sum(), len(h)) for h in right.values()))]).T
+    bars = ax2.bar(range(len(settings)), 100 * share, yerr=100 * err, capsize=6, color=["grey", "C1", "C3", "C2"])
+    ax2.bar_label(bars, labels=[f"{s:.0%}" for s in share], padding=14)
+    ax2.set_xticks(range(len(settings)), [name.replace(", ", ",\n") for name in settings])
+    ax2.set_ylim(0, 110)
+    ax2.set_ylabel(f"held-out rows answered right (%, of {len(test_rows)})")
+    ax2.set_title("greedy generation starts with the antonym (whiskers: 95% interval)", fontsize=10)
+    fig.suptitle(f"Lesson 07: before and after prompt tuning, antonyms after '<->' ({model.name_or_path})")
     save_figure(fig, "07_before_after")
+    best_control = max(right[name].mean() for name in settings if name != "tuned prompt")
+    report("07", "on held-out pairs, greedy generation after the tuned prompt starts with the antonym at least 30 "
+           "points more often than with no prompt, the untuned prompt, or random vectors of the tuned norms",
+           right["tuned prompt"].mean() >= best_control + 0.3,
+           **{name.replace(", ", "_").replace(" ", "_"): float(hits.mean()) for name, hits in right.items()})
 
 
 if __name__ == "__main__":

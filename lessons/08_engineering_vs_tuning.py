@@ -13,9 +13,10 @@ What it teaches
     demo's recipe, quicker to learn) and is tuned on SST-2 training rows: gradient moves it to points
     between and beyond real words that no rewording can reach.
 
-The claim, measured: the tuned soft prompt beats zero-shot and is at least as good as the hard prompt and its
-own untuned start (the control: the same vectors before tuning). On tiny-pretrained the margin is a few points: its zero-shot accuracy
-with the held-out template is already ~0.72 (README, "tiny-pretrained").
+The claim, measured: the tuned soft prompt beats zero-shot, the hard prompt and its own untuned start (the
+control: the same vectors before tuning) by at least MARGIN of dev accuracy. tiny-pretrained knows the
+sentiment but has learned " positive" / " negative" in two opposite conventions, so a template that names
+neither leaves it near chance (README, "tiny-pretrained"): the tuned prompt has to pick the convention.
 
 What to look at
   - the check that the untuned soft prompt gives the hard prompt's logits;
@@ -25,11 +26,9 @@ What to look at
   - lessons/out/08_accuracy.png.
 """
 
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, compare, load, parse_args, report, sample, save_figure, table, tune
+from common import DATA, compare, load, parse_args, report, sample, save_figure, table, tune, wilson
 
 from tinyprompt import data
 from tinyprompt.evaluate import rank_classify, with_prefix  # (tinyprompt.evaluate is the API function)
@@ -41,14 +40,8 @@ LABELS = [" negative", " positive"]
 LABEL_WORDS = "0= negative,1= positive"  # SST-2's 0/1 labels as the words to rank
 COLUMNS = {"input_column": "text", "output_column": "label", "template": TEMPLATE, "label_words": LABEL_WORDS}
 LR, SEED, P_TUNED = 0.03, 0, 10
+MARGIN = 0.10  # accuracy, over the best of the three others
 FLOAT32 = {"rtol": 1e-4, "atol": 1e-4}  # float32 logits of two different routes agree to about this
-
-
-def wilson(correct, n, z=1.96):
-    """The 95% Wilson score interval of a proportion correct / n."""
-    p = correct / n
-    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
 
 
 def main():
@@ -100,9 +93,9 @@ def main():
           [(name, trained, f"{c}/{n_dev}", f"{c / n_dev:.1%}", f"{lo:.1%}..{hi:.1%}", f"{pos:.0%}")
            for name, trained, c, (lo, hi), pos in results])
     acc = {name: c / n_dev for name, _, c, _, _ in results}
-    report("08", "the tuned soft prompt beats zero-shot and is at least as good as the hard prompt and its "
-           "untuned start", acc["tuned soft prompt"] > acc["zero-shot"]
-           and acc["tuned soft prompt"] >= max(acc["hard prompt"], acc["untuned soft prompt"]), **acc)
+    report("08", f"the tuned soft prompt beats zero-shot, the hard prompt and its untuned start by at least "
+           f"{MARGIN:.0%} of dev accuracy", acc["tuned soft prompt"] >= MARGIN + max(
+               acc["zero-shot"], acc["hard prompt"], acc["untuned soft prompt"]), **acc)
 
     fig, ax = plt.subplots(figsize=(8, 5))
     acc = np.array([c / n_dev for _, _, c, _, _ in results])

@@ -22,7 +22,7 @@ What to look at
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, load, parse_args, read_rows, report, save_figure, table, tune, write_rows
+from common import DATA, load, parse_args, read_rows, report, same_norms, save_figure, table, tune, write_rows
 
 from tinyprompt.prompt import init_prompt, nearest_tokens
 
@@ -34,12 +34,6 @@ P, LR, SEED, K = 8, 0.03, 0, 5
 
 def cosine(a, b):
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-def same_norm_random(norms, C, copies, seed):
-    """`copies` random directions per norm [N], scaled to it -> [copies * N, C]: the control for 'nearest'."""
-    x = np.random.default_rng(seed).normal(size=(copies * len(norms), C))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True) * np.tile(norms, copies)[:, None]).astype(np.float32)
 
 
 def main():
@@ -74,7 +68,7 @@ def main():
     # 3. norms against the vocabulary's, and how close "nearest" gets by chance
     w_norms = np.linalg.norm(wte, axis=1)  # [V]
     pct = [float((w_norms < n).mean()) for n in n_now]  # the share of vocabulary rows shorter than each vector
-    chance = nearest_tokens(same_norm_random(n_now, wte.shape[1], 8, SEED + 1), wte, k=1)[1][:, 0]
+    chance = nearest_tokens(same_norms(n_now, wte.shape[1], SEED + 1, copies=8), wte, k=1)[1][:, 0]
     print(f"\n3. norms: wte rows median {np.median(w_norms):.3f} (1%..99%: {np.percentile(w_norms, 1):.3f}.."
           f"{np.percentile(w_norms, 99):.3f}); the tuned vectors {n_now.min():.3f}..{n_now.max():.3f}, longer than "
           f"{min(pct):.1%}..{max(pct):.1%} of the vocabulary\n   (on average {n_now.mean() / np.median(w_norms):.1f}x the median "

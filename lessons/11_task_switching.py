@@ -9,9 +9,11 @@ What it teaches
   ways: one request at a time, switching the prompt each time, and all of them in one mixed batch. Then it
   times what a switch costs against loading a model.
 
-The claim, measured: in one mixed batch every row gets the logits it gets alone with its own prompt; the two
-prompts give different answers (swapping them changes the columns); and each task is answered right at least
-as often with its own prompt as with the other task's (the control).
+The claim, measured: in one mixed batch every row gets the logits it gets alone with its own prompt (each
+column different), and each task is answered right at least MARGIN more often with its own prompt than with
+the other task's (each column right; the control: the same model and rows, the prompts swapped). Sentiment
+is scored by rank classification of its two labels, so chance is about 50%; addition by the most likely next
+token, on sums its prompt never trained on.
 
 What to look at
   - the answers: each request with its own task's prompt, with the other task's, and in the mixed batch;
@@ -50,6 +52,8 @@ P, LR, SEED = 8, 0.03, 0  # one P for both tasks: a mixed batch stacks the promp
 SENTIMENT = {"input_column": "text", "output_column": "label", "template": "Review: {input}\nSentiment:",
              "label_words": "0= negative,1= positive"}
 LABELS = [" negative", " positive"]
+SHOWN = 12  # requests printed; every one is scored
+MARGIN = 0.3  # accuracy points, own prompt over swapped
 FLOAT32 = {"rtol": 1e-4, "atol": 1e-4}  # float32 logits of a batch and of one row agree to about this
 
 
@@ -65,7 +69,8 @@ def main():
     args = parse_args(__doc__)
     model, tok = load(args)
     eos = tok.eos_id
-    n_sst, n_add, per_task, epochs, repeats = (16, 24, 6, 1, 5) if args.quick else (48, 48, 12, 2, 3)
+    n_sst, n_add, per_task, epochs, repeats = (160, 60, 24, 2, 5) if args.quick else (400, 60, 40, 3, 3)
+    add_epochs = 10 * epochs  # addition rows are a few tokens and few: more passes, at a fraction of the cost
     rng = np.random.default_rng(SEED)
     sst = read_rows(DATA / "sst2" / "train.tsv")
     sst_path = write_rows([sst[i] for i in sorted(rng.permutation(len(sst))[:n_sst])], "11_sentiment.tsv")
@@ -75,10 +80,10 @@ def main():
 
     # 1. two prompts, tuned on two tasks, with the same frozen model
     print(f"\n1. tuning two prompts of P={P} on the same frozen model: sentiment ({n_sst} SST-2 rows) and "
-          f"addition ({n_add} rows of data/toy/addition.jsonl); AdamW lr {LR}, {epochs} epoch(s) each")
-    settings = {"num_virtual_tokens": P, "lr": LR, "epochs": epochs, "batch_size": 8, "seed": SEED, "quiet": True}
-    tune(model, tok, "11_sentiment", data=str(sst_path), **SENTIMENT, **settings)
-    tune(model, tok, "11_addition", data=str(add_path), **settings)
+          f"addition ({n_add} rows of data/toy/addition.jsonl); AdamW lr {LR}, {epochs} and {add_epochs} epochs")
+    settings = {"num_virtual_tokens": P, "lr": LR, "batch_size": 8, "seed": SEED, "quiet": True}
+    tune(model, tok, "11_sentiment", data=str(sst_path), epochs=epochs, **SENTIMENT, **settings)
+    tune(model, tok, "11_addition", data=str(add_path), epochs=add_epochs, init="vocab", **settings)
     runs = {"sentiment": OUT / "11_sentiment", "addition": OUT / "11_addition"}
     seconds_prompt, _ = timed(lambda: load_prompt(runs["addition"], model.config.n_embd), repeats)
     prompts = {task: load_prompt(path, model.config.n_embd)[0] for task, path in runs.items()}  # [P, C] each
@@ -118,7 +123,8 @@ def main():
     table(["request", "task", "with its prompt", "with the other task's", "in the mixed batch"],
           [(repr(text[-40:] if task == "addition" else "..." + text[-38:]), task, repr(answer(task, a, tok)),
             repr(answer(task, s, tok)), repr(answer(task, m, tok)))
-           for (task, text), a, s, m in zip(requests, alone, swapped, mixed)])
+           for (task, text), a, s, m in list(zip(requests, alone, swapped, mixed))[:SHOWN]])
+    print(f"   (the first {SHOWN} of {len(requests)})")
     same = compare("mixed batch vs alone", mixed, np.stack(alone), **FLOAT32)
     answers = {name: [answer(task, x, tok) for (task, _), x in zip(requests, logits)]
                for name, logits in (("own", mixed), ("swapped", swapped))}
@@ -175,9 +181,9 @@ def main():
     fig.suptitle(f"Lesson 11: two tasks, one frozen model ({model.name_or_path})")
     save_figure(fig, "11_task_switching")
     differ = answers["own"] != answers["swapped"]
-    report("11", "in one mixed batch every row gets its own prompt's logits, the prompts give different answers, and "
-           "each task is right at least as often with its own prompt as with the other's",
-           same and differ and all(right["own", t] >= right["swapped", t] for t in other),
+    report("11", f"in one mixed batch every row gets its own prompt's logits, and each task is right at least "
+           f"{MARGIN:.0%} more often with its own prompt than with the other's",
+           same and differ and all(right["own", t] >= right["swapped", t] + MARGIN for t in other),
            **{f"{name}_{task}": float(v) for (name, task), v in right.items()})
 
 

@@ -171,17 +171,47 @@ def timed(f, repeats):
     return statistics.median(times), result
 
 
-def plot_run(ax, metrics, val0, val_label, ylabel="loss (cross-entropy, nats per scored token)", vocab_size=None):
-    """A run's losses on `ax`: each step's (faint), each epoch's mean, and validation from epoch 0 (dashed);
-    with vocab_size, the chance level ln V (a uniform guess over the vocabulary) as a dotted red line."""
-    if vocab_size:
-        ax.axhline(math.log(vocab_size), color="crimson", ls=":", label=f"ln V = {math.log(vocab_size):.2f} (uniform guess)")
+def chance_lines(ax, vocab_size, n_labels=0):
+    """The chance levels of a loss plot, as red lines: ln V, a uniform guess over the vocabulary; with
+    n_labels, ln(n_labels) / 2, a uniform guess between one-token labels when a row's scored tokens are its
+    label and the EOS after it (pair rows, data.py) and the EOS is already certain. The y axis becomes
+    logarithmic, so that ln V (~10.8) and a loss near 0.3 both stay readable; call it after plotting."""
+    ax.set_yscale("log")
+    ax.set_ylabel(f"{ax.get_ylabel()} (log scale)")
+    ax.axhline(math.log(vocab_size), color="crimson", ls=":", label=f"ln V = {math.log(vocab_size):.2f}: uniform over "
+               "the vocabulary")
+    if n_labels:
+        level = math.log(n_labels) / 2
+        ax.axhline(level, color="crimson", ls="--", label=f"ln {n_labels} / 2 = {level:.2f}: a coin between the "
+                   f"{n_labels} labels (label and EOS scored, EOS certain)")
+
+
+def plot_run(ax, metrics, val0, val_label, ylabel="loss (cross-entropy, nats per scored token)", name="",
+             color="C0"):
+    """A run's losses on `ax`: each step's (faint), each epoch's mean, and validation from epoch 0 (dashed).
+    `name` prefixes the labels, so two runs can share the axes."""
     epochs = len(metrics["epoch_losses"])
     x_steps = np.arange(1, len(metrics["step_losses"]) + 1) / metrics["steps_per_epoch"]  # step s ends at s / n
-    ax.plot(x_steps, metrics["step_losses"], color="C0", alpha=0.35, lw=1, label="train, each step (before its update)")
-    ax.plot(np.arange(1, epochs + 1), metrics["epoch_losses"], "o-", color="C0", label="train, epoch mean")
-    ax.plot(np.arange(0, epochs + 1), [val0, *metrics["val_losses"]], "s--", color="C1", label=val_label)
+    ax.plot(x_steps, metrics["step_losses"], color=color, alpha=0.3, lw=1, label=f"{name}train, each step "
+            "(before its update)")
+    ax.plot(np.arange(1, epochs + 1), metrics["epoch_losses"], "o-", color=color, label=f"{name}train, epoch mean")
+    ax.plot(np.arange(0, epochs + 1), [val0, *metrics["val_losses"]], "s--", color=color, lw=2,
+            label=f"{name}{val_label}")
     ax.set_xticks(range(epochs + 1))
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (0: before the first step)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+
+
+def same_norms(norms, C, seed, copies=1):
+    """Random directions, one per norm [N] (tiled `copies` times), each scaled to its norm -> [copies * N, C]
+    float32: the control "vectors as long as the tuned ones, pointing anywhere"."""
+    x = np.random.default_rng(seed).normal(size=(copies * len(norms), C))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True) * np.tile(norms, copies)[:, None]).astype(np.float32)
+
+
+def wilson(correct, n, z=1.96):
+    """The 95% Wilson score interval of a proportion correct / n."""
+    p = correct / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
