@@ -103,6 +103,7 @@ def tinyprompt_worker(task, args, size):
 
     import tinyprompt
     from tinyprompt.generate import generate
+    imports_mb = peak_rss_mb()  # the interpreter, NumPy, Numba (LLVM) and tinyprompt, before any weight
     start = time.perf_counter()
     model = tinyprompt.load_model(args.checkpoint)
     ids, labels, prompt = batch(size, "lm" if task == "step_lm" else "io")
@@ -121,6 +122,8 @@ def tinyprompt_worker(task, args, size):
         result["seconds"] = timed(lambda: generate(model, list(ids[0]), prompt, max_new_tokens=n, eos_id=-1),
                                   args.repeats)
         result["tokens_per_s"] = n / result["seconds"]
+        # every new token reads every weight: they are all resident, on top of what the imports hold
+        result["floor_mb"] = {"imports": imports_mb, "weights": sum(p.nbytes for p in leaves(model.params)) / 2**20}
     elif task == "matmul_peak":  # NumPy's float32 matmul: two of the model's shapes and a big square one
         best = 0.0
         for m, k, n in [(512, 768, 3072), (512, 3072, 768), (2048, 2048, 2048)]:
@@ -134,6 +137,12 @@ def tinyprompt_worker(task, args, size):
         layer = None
     result["threads"] = {"numba": numba.get_num_threads(), "numba_layer": layer, **blas_info()}
     return result
+
+
+def leaves(params):
+    """The arrays of a nested dict/list of weights."""
+    children = params.values() if isinstance(params, dict) else params if isinstance(params, list) else None
+    return [params] if children is None else [a for c in children for a in leaves(c)]
 
 
 def torch_worker(task, args, size):
@@ -313,6 +322,12 @@ def report(args, size, rows):
         summary[metric]["flop_floor_s"] = round(floor, 4)
         print(f"{metric}: FLOP floor {floor * 1e3:.2f} ms ({step_flops(size, targets) / 1e9:.3f} GFLOP at the "
               f"matmul peak); floor / tinyprompt's time = {floor / rows[metric][0]['seconds']:.2f} (1 = at the peak)")
+    floor = rows["generate"][0]["floor_mb"]
+    torch_mb = rows["generate"][1] and rows["generate"][1]["peak_rss_mb"]
+    summary["memory_generate"]["floor_mb"] = {k: round(v, 1) for k, v in floor.items()}
+    print(f"memory_generate: floor {sum(floor.values()):.0f} MB = the float32 weights {floor['weights']:.0f} MB "
+          f"+ the imports {floor['imports']:.0f} MB" + (f" = {sum(floor.values()) / torch_mb:.2f} x torch's peak"
+                                                        if torch_mb else ""))
     print(json.dumps(summary))
 
 

@@ -13,8 +13,10 @@ For each task, one table row per prompt, all scored by tinyprompt's own evaluato
 The recipe is the demo's: 10 virtual tokens, AdamW lr 0.03, batch 8; SST-2 initialises from the label words,
 trains 2 epochs on data/sst2/train.tsv (2,000 rows) and scores the 872 dev sentences by rank classification.
 Addition (19 distinct sums) and antonyms (96 words) have more outputs than virtual tokens, so their prompts
-start from sampled vocabulary embeddings; they are small, so they train more epochs on a seeded 60% of their
-rows and score exact match on the other 40%. Prints a Markdown table and writes it with the raw numbers to benchmarks/out/.
+start from sampled vocabulary embeddings; they are small, so they train on a seeded 60% of their rows for more
+epochs and score exact match on the other 40%. Addition's 60 rows make 8 batches an epoch: its 100 epochs are
+800 optimizer steps, the same order as SST-2's 500 (2 epochs would be 16 steps, and 60 epochs, 480 steps,
+leave some sums off by one: 0.825 on v2). Prints a Markdown table and writes it with the raw numbers to benchmarks/out/.
 """
 
 import argparse
@@ -56,7 +58,7 @@ TASKS = {
                  hard_prompts=["Decide if the movie review is positive or negative.\n",
                                "Is this review positive or negative?\n",
                                "Classify the sentiment of the review as positive or negative.\n"]),
-    "addition": Task("data/toy/addition.jsonl", "exact_match", 20, "vocab", split=0.4,
+    "addition": Task("data/toy/addition.jsonl", "exact_match", 100, "vocab", split=0.4,
                      hard_prompts=["Add the two numbers.\n", "2 plus 3 is 5. 4 plus 1 is 5.\n",
                                    "Arithmetic: compute the sum.\n"]),
     "antonyms": Task("data/toy/antonyms.jsonl", "exact_match", 8, "vocab", split=0.4,
