@@ -70,21 +70,27 @@ def timed(f, repeats):
     return sorted(times)[len(times) // 2]
 
 
+def block_flops(size, positions, pairs):
+    """2 x multiply-adds of the n_layer blocks on `positions` positions with `pairs` (query, key) pairs that
+    the causal mask keeps: the matmuls, and the attention twice (scores, then the weighted sum of values)."""
+    _, _, C, n_layer, _ = size["config"]
+    return n_layer * (2 * positions * (C * 3 * C + C * C + 2 * C * 4 * C) + 2 * 2 * pairs * C)
+
+
 def forward_flops(size, B, L):
-    """2 x multiply-adds of a forward on B x L positions: the blocks' matmuls, the attention pairs the causal
-    mask keeps (twice: scores, then the weighted sum of values), the output head."""
-    V, _, C, n_layer, _ = size["config"]
-    linear = 2 * B * L * (C * 3 * C + C * C + 2 * C * 4 * C)
-    attention = 2 * 2 * B * (L * (L + 1) // 2) * C
-    return n_layer * (linear + attention) + 2 * B * L * C * V
+    """A forward on B x L positions: the blocks, then the output head at every position."""
+    V, _, C, _, _ = size["config"]
+    return block_flops(size, B * L, B * (L * (L + 1) // 2)) + 2 * B * L * C * V
 
 
 def step_flops(size, targets):
     """The FLOPs a prompt-tuning step cannot avoid: the blocks forward and backward to the activations (dx costs
-    the forward's matmuls again), the output head forward and backward at the `targets` positions only."""
+    the forward's matmuls again) on the P virtual tokens once (they see only each other, so they are the same
+    in every row) and on the T tokens of every row (each sees the P and the tokens up to it); the output head
+    forward and backward at the `targets` positions only."""
     V, _, C, _, _ = size["config"]
-    B, L = size["B"], size["T"] + size["P"]
-    blocks = forward_flops(size, B, L) - 2 * B * L * C * V
+    B, T, P = size["B"], size["T"], size["P"]
+    blocks = block_flops(size, P + B * T, P * (P + 1) // 2 + B * (T * P + T * (T + 1) // 2))
     return 2 * blocks + 2 * 2 * targets * C * V
 
 
@@ -99,7 +105,6 @@ def cpu_model():
 
 
 def tinyprompt_worker(task, args, size):
-    import numpy as np
 
     import tinyprompt
     from tinyprompt.generate import generate
@@ -114,9 +119,10 @@ def tinyprompt_worker(task, args, size):
         result["first_call_s"] = time.perf_counter() - start
     elif task.startswith("step"):
         result["seconds"] = timed(lambda: model.loss_and_grad(prompt, ids, labels), args.repeats)
-    elif task == "forward":
+    elif task == "forward":  # and the peak right after, in the same process: both see the machine as it is
         result["seconds"] = timed(lambda: model.logits(ids, prompt), args.repeats)
         result["gflops"] = forward_flops(size, len(ids), ids.shape[1] + len(prompt)) / result["seconds"] / 1e9
+        result["peak_gflops"] = matmul_peak(args.repeats)
     elif task == "generate":
         n = size["new_tokens"]
         result["seconds"] = timed(lambda: generate(model, list(ids[0]), prompt, max_new_tokens=n, eos_id=-1),
@@ -124,12 +130,6 @@ def tinyprompt_worker(task, args, size):
         result["tokens_per_s"] = n / result["seconds"]
         # every new token reads every weight: they are all resident, on top of what the imports hold
         result["floor_mb"] = {"imports": imports_mb, "weights": sum(p.nbytes for p in leaves(model.params)) / 2**20}
-    elif task == "matmul_peak":  # NumPy's float32 matmul: two of the model's shapes and a big square one
-        best = 0.0
-        for m, k, n in [(512, 768, 3072), (512, 3072, 768), (2048, 2048, 2048)]:
-            a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
-            best = max(best, 2 * m * k * n / timed(lambda a=a, b=b: a @ b, 3 * args.repeats) / 1e9)
-        result["gflops"] = best
     import numba
     try:
         layer = numba.threading_layer()
@@ -137,6 +137,16 @@ def tinyprompt_worker(task, args, size):
         layer = None
     result["threads"] = {"numba": numba.get_num_threads(), "numba_layer": layer, **blas_info()}
     return result
+
+
+def matmul_peak(repeats):
+    """GFLOP/s of NumPy's float32 matmul, the fastest of two of the model's shapes and a big square one."""
+    import numpy as np
+    best = 0.0
+    for m, k, n in [(512, 768, 3072), (512, 3072, 768), (2048, 2048, 2048)]:
+        a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
+        best = max(best, 2 * m * k * n / timed(lambda a=a, b=b: a @ b, 3 * repeats) / 1e9)
+    return best
 
 
 def leaves(params):
@@ -254,15 +264,19 @@ def run(args, side, task, env=None):
 
 
 def measure(args, scratch, with_torch):
-    """{task: (tinyprompt's result, torch's result or None)}."""
+    """{task: [(tinyprompt's result, torch's result or None), one pair per round]}. A round runs the two
+    sides one right after the other, so that a ratio compares them under the same load: the machine's speed
+    drifts by 10-20% over minutes, more than a round takes."""
     cache = {"NUMBA_CACHE_DIR": str(scratch / "numba-cache")}  # empty: the first worker compiles everything
     rows = {"cold_start": run(args, "tinyprompt", "cold_start", cache),
             "warm_start": run(args, "tinyprompt", "warm_start", cache)}
     torch_start = run(args, "torch", "cold_start") if with_torch else None  # torch has no compile cache:
-    rows = {task: (result, torch_start) for task, result in rows.items()}  # one figure for both rows
-    for task in ("step_io", "step_lm", "forward", "generate"):
-        rows[task] = (run(args, "tinyprompt", task, cache), run(args, "torch", task) if with_torch else None)
-    rows["matmul_peak"] = (run(args, "tinyprompt", "matmul_peak"), None)
+    rows = {task: [(result, torch_start)] for task, result in rows.items()}  # one figure for both rows
+    tasks = ("step_io", "step_lm", "forward", "generate")
+    rows.update({task: [] for task in tasks})
+    for _ in range(args.rounds):
+        for task in tasks:
+            rows[task].append((run(args, "tinyprompt", task, cache), run(args, "torch", task) if with_torch else None))
     return rows
 
 
@@ -276,54 +290,65 @@ def cpu_busy_seconds():
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
-FIGURES = [  # metric, unit, result key, figure held against the target (a: tinyprompt, b: torch), meaning
-    ("step_io", "s", "seconds", lambda a, b, peak: b and a / b, "x torch's time"),
-    ("step_lm", "s", "seconds", lambda a, b, peak: b and a / b, "x torch's time"),
-    ("forward", "GFLOP/s", "gflops", lambda a, b, peak: a / peak, "x matmul peak"),
-    ("generate", "tok/s", "tokens_per_s", lambda a, b, peak: b and a / b, "x torch's speed"),
-    ("cold_start", "s", "seconds", lambda a, b, peak: a, "s to a first step"),
-    ("warm_start", "s", "seconds", lambda a, b, peak: a, "s to a first step"),
-] + [(f"memory_{task}", "MB", "peak_rss_mb", lambda a, b, peak: b and a / b, "x torch's peak")
+FIGURES = [  # metric, unit, result key, figure of one round held against the target (a: tinyprompt's result,
+    # b: torch's value or None), meaning
+    ("step_io", "s", "seconds", lambda a, b: b and a["seconds"] / b, "x torch's time"),
+    ("step_lm", "s", "seconds", lambda a, b: b and a["seconds"] / b, "x torch's time"),
+    ("forward", "GFLOP/s", "gflops", lambda a, b: a["gflops"] / a["peak_gflops"], "x matmul peak"),
+    ("generate", "tok/s", "tokens_per_s", lambda a, b: b and a["tokens_per_s"] / b, "x torch's speed"),
+    ("cold_start", "s", "seconds", lambda a, b: a["seconds"], "s to a first step"),
+    ("warm_start", "s", "seconds", lambda a, b: a["seconds"], "s to a first step"),
+] + [(f"memory_{task}", "MB", "peak_rss_mb", lambda a, b: b and a["peak_rss_mb"] / b, "x torch's peak")
      for task in ("step_io", "step_lm", "generate")]
 
 
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+
 def report(args, size, rows):
-    peak, threads = rows["matmul_peak"][0]["gflops"], rows["step_io"][0]["threads"]
+    peak = median([ours["peak_gflops"] for ours, _ in rows["forward"]])
+    threads = rows["step_io"][0][0]["threads"]
     summary = {"threads": args.threads, "repeats": args.repeats, "quick": args.quick, **threads,
                "env": {k: v for k, v in os.environ.items() if k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
                "matmul_peak_gflops": round(peak, 1), "other_processes_cores": round(max(args.others, 0), 2)}
     print(f"tinyprompt vs PyTorch + PEFT: GPT-2 (V, N, C, layers, heads) = {size['config']}, "
           f"batch {size['B']} x {size['T']} tokens + {size['P']} virtual; {args.threads} threads each; "
-          f"median of {args.repeats}")
+          f"median of {args.repeats} runs; {args.rounds} rounds")
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores")
     print(f"NumPy BLAS: {threads.get('blas')} ({threads.get('blas_kernel')} kernel, "
-          f"{threads.get('blas_threads')} threads), float32 matmul peak {peak:.1f} GFLOP/s; "
+          f"{threads.get('blas_threads')} threads), float32 matmul peak {peak:.1f} GFLOP/s (median of the rounds); "
           f"numba threading layer: {threads.get('numba_layer')}")
     others, cores = summary["other_processes_cores"], os.cpu_count()
     print(f"Other processes kept {others} of {cores} cores busy during the run"
           f"{'' if others < 0.1 else ': the figures are skewed, run again on an idle machine'}")
-    header = (f"{'metric':<20} | {'tinyprompt':>10} | {'PyTorch+PEFT':>12} | {'figure':>24} | {'target':>7} "
-              f"| met")
+    header = (f"{'metric':<20} | {'tinyprompt':>10} | {'PyTorch+PEFT':>12} | {'figure':>24} | {'rounds':>13} "
+              f"| {'target':>7} | met")
     print(header + "\n" + "-" * len(header))
     for metric, unit, key, figure, meaning in FIGURES:
-        ours, theirs = rows[metric.removeprefix("memory_")]
-        a, b = ours[key], theirs[key] if theirs else None
-        value = figure(a, b, peak)
+        pairs = rows[metric.removeprefix("memory_")]  # [(ours, theirs)], one per round
+        figures = [figure(ours, theirs and theirs[key]) for ours, theirs in pairs]  # each round's own ratio
+        a = median([ours[key] for ours, _ in pairs])
+        b = None if pairs[0][1] is None else median([theirs[key] for _, theirs in pairs])
+        value = None if None in figures else median(figures)
         bound, kind = TARGETS["memory" if metric.startswith("memory") else metric]
         met = None if value is None else (value <= bound if kind == "max" else value >= bound)
         target = f"{'<=' if kind == 'max' else '>='} {bound:g}"
         summary[metric] = {"unit": unit, "tinyprompt": round(a, 4), "torch": b and round(b, 4),
-                           "figure": value and round(value, 3), "target": target, "met": met}
+                           "figure": value and round(value, 3), "rounds": value and [round(f, 3) for f in figures],
+                           "target": target, "met": met}
         shown = "n/a" if value is None else f"{value:.2f} {meaning}"
+        spread = "" if value is None or len(figures) == 1 else f"{min(figures):.2f}-{max(figures):.2f}"
         print(f"{f'{metric} ({unit})':<20} | {a:>10.3f} | {'n/a' if b is None else f'{b:.3f}':>12} | "
-              f"{shown:>24} | {target:>7} | {'n/a' if met is None else 'yes' if met else 'NO'}")
+              f"{shown:>24} | {spread:>13} | {target:>7} | {'n/a' if met is None else 'yes' if met else 'NO'}")
     for metric, targets in (("step_io", size["B"] * size["targets"]), ("step_lm", size["B"] * size["T"])):
         floor = step_flops(size, targets) / (peak * 1e9)  # seconds at the matmul peak
         summary[metric]["flop_floor_s"] = round(floor, 4)
         print(f"{metric}: FLOP floor {floor * 1e3:.2f} ms ({step_flops(size, targets) / 1e9:.3f} GFLOP at the "
-              f"matmul peak); floor / tinyprompt's time = {floor / rows[metric][0]['seconds']:.2f} (1 = at the peak)")
-    floor = rows["generate"][0]["floor_mb"]
-    torch_mb = rows["generate"][1] and rows["generate"][1]["peak_rss_mb"]
+              f"matmul peak); floor / tinyprompt's time = {floor / summary[metric]['tinyprompt']:.2f} (1 = at the peak)")
+    floor = rows["generate"][0][0]["floor_mb"]
+    torch_mb = summary["memory_generate"]["torch"]
     summary["memory_generate"]["floor_mb"] = {k: round(v, 1) for k, v in floor.items()}
     print(f"memory_generate: floor {sum(floor.values()):.0f} MB = the float32 weights {floor['weights']:.0f} MB "
           f"+ the imports {floor['imports']:.0f} MB" + (f" = {sum(floor.values()) / torch_mb:.2f} x torch's peak"
@@ -335,6 +360,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every library")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (the median is kept)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the timed figures, each side right after the other (the median ratio is kept)")
     parser.add_argument("--quick", action="store_true", help="a tiny model: a smoke run of the script")
     parser.add_argument("--no-torch", action="store_true", help="tinyprompt's figures only")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -31,7 +31,8 @@ def attn_forward(x, c_attn, c_proj, n_head, past=None, start=0):
     """x [B, L, C] -> [B, L - start, C]: the output of positions start.. only (every position still gives its
     key and value). `past` = (k, v) [B, H, Lpast, D] of earlier positions (KV cache)."""
     qkv = F.linear_forward(x, **c_attn)  # [B, L, C] -> [B, L, 3C]
-    q, k, v = (split_heads(t, n_head) for t in np.split(qkv, 3, axis=-1))  # 3 x [B, H, L, D]
+    C = qkv.shape[-1] // 3  # slices, not np.split: the same views, without its Python overhead (generation)
+    q, k, v = (split_heads(qkv[..., i * C : (i + 1) * C], n_head) for i in range(3))  # 3 x [B, H, L, D]
     if past is not None:
         k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)
     y, cache = F.attention_forward(q[:, :, start:], k, v)  # [B, H, L - start, D]; cache = (q, k, v, att)
