@@ -105,7 +105,6 @@ def cpu_model():
 
 
 def tinyprompt_worker(task, args, size):
-
     import tinyprompt
     from tinyprompt.generate import generate
     imports_mb = peak_rss_mb()  # the interpreter, NumPy, Numba (LLVM) and tinyprompt, before any weight
