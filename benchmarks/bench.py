@@ -1,6 +1,6 @@
 """tinyprompt against PyTorch + PEFT on the same GPT-2 124M (random weights), same machine, same threads.
 
-    .venv/bin/python benchmarks/bench.py [--threads N] [--repeats R] [--quick] [--no-torch]
+    .venv/bin/python benchmarks/bench.py [--threads N] [--repeats R] [--rounds K] [--quick] [--no-torch]
 
 Measures, batch 8 x 64 tokens after 20 virtual tokens:
 - the prompt-tuning step (`loss_and_grad`: forward, and backward to the prompt only) against the same step in
@@ -12,7 +12,9 @@ Measures, batch 8 x 64 tokens after 20 virtual tokens:
 Every figure comes from its own fresh subprocess (a "worker"): the two libraries never share a process (their
 thread pools would compete), and peak memory (VmHWM: the high-water mark of resident memory, the touched
 pages of the memory-mapped weights included) and start-up times belong to one task alone. The thread count
-is set for every library before its process starts. Timings: the median of --repeats runs after a warm-up.
+is set for every library before its process starts. Timings: the median of --repeats runs after a warm-up;
+each timed figure in --rounds rounds, a round running one side right after the other, and the median of the
+rounds' ratios held against the target.
 Without torch the PyTorch columns read n/a. Prints a table, then one JSON line.
 """
 
@@ -366,6 +368,8 @@ def main():
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if min(args.threads, args.repeats, args.rounds) < 1:
+        parser.error("--threads, --repeats and --rounds must be at least 1")
     args.t0 = START
     if args.worker:
         return worker(args)
