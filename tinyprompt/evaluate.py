@@ -118,7 +118,7 @@ def check_scorable(examples, tokenizer, labels, room):
         if e.output == "":
             raise TinyPromptError(f"{e.where}: empty output: exact match would count it as right whatever the prompt")
         if labels and e.output not in labels:
-            raise TinyPromptError(f"{e.where}: output {e.output!r} is not one of --labels {labels}")
+            raise TinyPromptError(f"{e.where}: output {e.output!r} is not one of --labels {validate.shown(labels)}")
     label_ids = [tokenizer.encode_start(label, room + 1) for label in labels or []]
     for label, ids in zip(labels or [], label_ids):
         if len(ids) > room:
