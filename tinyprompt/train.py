@@ -150,8 +150,8 @@ def _train(cfg, out, target, model, tokenizer, on_epoch_end):
                 on_epoch_end(epoch, run.prompt, run.metrics)
     except KeyboardInterrupt:
         done = len(run.history["epoch_losses"])
-        print(f"stopped in epoch {done + 1}: {out} holds epoch {done}; continue with the same command and "
-              "--resume", file=sys.stderr)
+        kept = f"{out} holds epoch {done}; continue with the same command and --resume" if done else "nothing was saved"
+        print(f"stopped in epoch {done + 1}: {kept}", file=sys.stderr)
         raise
     done, early = len(run.history["epoch_losses"]), stopped_early(run)
     if run.metrics is None:  # nothing left to do
