@@ -25,7 +25,9 @@ EXCEPTIONS: dict[str, int] = {}  # "module.py": its own limit, with a comment sa
 # the Python API (api.py) and the model card (card.py): measured 2685 in 21 modules.
 # Raised to 2859 by issue 14's training (validation accuracy from epoch 0, best/, --early-stopping, rows as lists,
 # TrainConfig in config.py): measured 2859 in 22 modules.
-MAX_PACKAGE_LINES = 2872
+# Raised to 2990 by issue 24: threads.py (BLAS threads by the size of the matmul, 30) and the demo's estimate,
+# dev subset and progress lines (demo.py 62 -> 140): measured 2981 in 24 modules.
+MAX_PACKAGE_LINES = 2990
 FORBIDDEN_IMPORTS = {"torch", "transformers", "peft"}
 FORBIDDEN_PATHS = ("../shared", "/shared/")
 ROOT = PACKAGE.parent
