@@ -2,7 +2,9 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed-core
 REF_STAMP := .venv/.installed-reference
-MODEL ?= gpt2
+# `make demo`: tiny-pretrained, shipped in the package (~1 minute); `make demo MODEL=gpt2`: the real GPT-2
+# (500 MB, downloaded once; it says how long it will take, then shows progress)
+MODEL ?= tiny-pretrained
 
 .PHONY: demo test test-reference test-reference-latest lint bench quality pretrain clean
 
