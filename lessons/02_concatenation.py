@@ -22,14 +22,15 @@
 # tokens never see the text, so their hidden states do not depend on the input at all. That is why P
 # vectors can steer every input: they act as keys and values the text attends to.
 #
-# The claim, measured (step 4): a prompt tuned for one epoch moves the next-token distribution at least 3x
-# more (mean KL over dev reviews) than either control: random vectors of the same norms, and a pure position
+# **The claim, measured** (step 4): a prompt tuned for one epoch moves the next-token distribution at least 3x
+# more (mean KL, defined in step 3, over SST-2 dev reviews, defined in step 4) than either control: random vectors of the same norms, and a pure position
 # shift (P zero vectors, so the text only moves to positions P.. and has P position-only keys to look at).
 # Untrained vectors steer a little; tuned ones steer.
 #
 # ## What to look at
 # - the shapes at each step, and the check that they equal `model.embed(ids, prompt)`;
-# - the check that the virtual tokens' hidden states are identical for two different texts;
+# - the check that the virtual tokens' hidden states are the same for two different texts (up to float32
+#   rounding: the check states its tolerance);
 # - how much attention the text pays to the virtual tokens, layer by layer;
 # - how P random vectors, untrained, already move the next-token distribution (top tokens, KL divergence);
 # - lessons/out/02_concatenation.png: what each position may see and the real attention weights; the
@@ -59,6 +60,7 @@ from tinyprompt.prompt import init_prompt
 TEXT = "I want you to act as a logistician."
 OTHER_TEXT = "The weather today is"
 P = 8
+FLOAT32 = {"rtol": 1e-4, "atol": 1e-5}  # float32 results of differently ordered sums agree to about this
 
 
 def softmax(z):
@@ -85,10 +87,16 @@ args = parse_args()
 model, tok = load(args)
 wte, wpe = model.wte, model.params["wpe"]["weight"]
 C = model.config.n_embd
-fig, panels = plt.subplot_mosaic([["mask", "attention", "."], ["next", "sweep", "claim"]], figsize=(24, 13))
+fig, panels = plt.subplot_mosaic([["mask", "attention", "share"], ["next", "sweep", "claim"]], figsize=(24, 14),
+                              gridspec_kw={"hspace": 0.35})
 
 # %% [markdown]
 # ## 1. the shapes, step by step
+# Every `compare` line in the lessons reads `name | allclose | max abs diff | max rel diff`. `allclose` is
+# NumPy's `allclose(ours, reference, rtol, atol)`: True when every entry satisfies
+# $|ours - ref| \le atol + rtol\,|ref|$, with the tolerance stated beside the dtype (float32 results that sum
+# in another order agree to about rtol 1e-4; float64 to 1e-10 or better). `max abs diff` is the largest
+# $|ours - ref|$; `max rel diff` is that divided by the largest $|ref|$. A copy or a reshaping gives exactly 0.
 
 # %%
 ids = np.array([tok.encode(TEXT)])  # [B=1, T]
@@ -118,6 +126,11 @@ print(f"   |prompt rows| = {norms.min():.2f}..{norms.max():.2f}; "
 
 # %% [markdown]
 # ## 2. what the causal mask lets each position see
+# The virtual tokens come first and a position attends only to itself and the positions before it, so the
+# $P$ virtual positions compute the same hidden states whatever text follows. The check below runs two texts
+# of different lengths: the matrix products then run on arrays of other shapes, and float32 sums in another
+# order round differently, so "the same" means equal within float32 rounding (the stated tolerance), not bit
+# for bit.
 
 # %%
 mask = layers.causal_mask(L, L)  # [L, L]: query i may see key j iff j <= i
@@ -127,7 +140,7 @@ print(f"   keys visible to query 0: {mask[0].sum()}; to the last virtual token: 
       f"to the first text token: {mask[P].sum()}; to the last: {mask[-1].sum()}")
 h1, caches = model.forward(model.embed(ids, prompt))
 h2, _ = model.forward(model.embed(np.array([tok.encode(OTHER_TEXT)]), prompt))
-compare("virtual tokens' states", h1[:, :P], h2[:, :P])  # another text: the same states (they never see it)
+compare("virtual tokens' states", h1[:, :P], h2[:, :P], **FLOAT32)  # another text: the same states
 print(f"   (the last block's output at the {P} virtual positions, for {TEXT!r} and {OTHER_TEXT!r})")
 
 # attn cache = (q, k, v, att); att [B, H, L, L] is the softmax of each query over the keys
@@ -144,19 +157,35 @@ for ax, image, title, cmap in ((axes[0], mask, "causal mask: may query i see key
                                (axes[1], atts[0].mean(0), "layer 0 attention weights (mean over heads)",
                                 "viridis")):
     im = ax.imshow(image, cmap=cmap, vmin=0, vmax=1)
-    ax.axvline(P - 0.5, color="crimson", lw=2, label=f"end of the P={P} virtual tokens")
+    ax.axvline(P - 0.5, color="crimson", lw=2)
     ax.axhline(P - 0.5, color="crimson", lw=2)
     ax.set_xticks(range(L), names, rotation=90, fontsize=8)
     ax.set_yticks(range(L), names, fontsize=8)
     ax.set_xlabel("key position j (what is looked at)")
     ax.set_ylabel("query position i (who looks)")
-    ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(f"{title}\n(red lines: the end of the P={P} virtual tokens)")
 fig.colorbar(im, ax=axes[1], label="attention weight")
+ax = panels["share"]
+uniform = [np.mean([P / (P + t + 1) for t in range(T)])] * len(on_prompt)
+ax.plot(range(len(on_prompt)), on_prompt, "o-", color="C2", label="measured (mean over heads and text tokens)")
+ax.plot(range(len(on_prompt)), uniform, "--", color="grey", label="a uniform spread over the visible keys")
+ax.set_xticks(range(len(on_prompt)))
+ax.set_ylim(0, 1)
+ax.set_xlabel("layer")
+ax.set_ylabel("share of a text token's attention on the P virtual tokens")
+ax.set_title(f"how much the text looks at the {P} random virtual tokens")
+ax.legend(loc="lower left", fontsize=9)  # the lower half stays empty: shares sit near the uniform line
 axes[0].text(L - 1, P / 2, "virtual tokens never\nsee the text", ha="right", va="center", color="crimson")
 
 # %% [markdown]
 # ## 3. P random vectors already move the next-token distribution
+# Two numbers say how far apart two next-token distributions $p$ (no prompt) and $q$ (with the prompt) are:
+# - the **KL divergence** $\mathrm{KL}(p \,\|\, q) = \sum_v p_v (\ln p_v - \ln q_v)$, in **nats** (natural-log
+#   units): 0 when $q = p$, and growing without bound as $q$ gives little probability to tokens $p$ finds
+#   likely. It is the extra loss, per token, of predicting with $q$ when the answers follow $p$;
+# - the **total variation** $\mathrm{TV}(p, q) = \tfrac{1}{2}\sum_v |p_v - q_v|$, between 0 and 1: the largest
+#   difference in probability that $p$ and $q$ give to any one set of tokens (0.3: some set of next tokens
+#   gained or lost 30 points of probability).
 
 # %%
 p0 = next_token(model, ids)  # [V] after the text alone
@@ -197,10 +226,15 @@ ax2.set_xticks(sizes, [str(n) for n in sizes])
 ax2.set_xlabel("P, number of virtual tokens (log scale)")
 ax2.set_ylabel("KL(no prompt || with prompt), nats")
 ax2.set_title("how far untrained virtual tokens move the prediction")
-ax2.legend()
+ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)  # below the axes: off the data
 
 # %% [markdown]
 # ## 4. the claim: a TUNED prompt moves the prediction far more than its two controls
+# **SST-2** is the Stanford Sentiment Treebank's binary task: one movie-review sentence per row, label 1
+# (positive) or 0 (negative). `data/sst2/train.tsv` holds the first 2,000 of its training sentences,
+# `data/sst2/dev.tsv` all 872 of its **dev** sentences, the official held-out set (data/SOURCES.md). The
+# prompt is tuned on training rows ([lesson 06](06_training_loop.py) takes the loop apart) and judged on dev
+# reviews it never saw. `init="labels"` starts its vectors at the embeddings of the label words.
 
 # %%
 n_train = 64 if args.quick else 400
