@@ -26,7 +26,8 @@
 # - the shapes inside block 0, op by op, and the check that the ops equal `block_forward`;
 # - the table of hidden-state norms per layer, for the virtual tokens and the text tokens, and the size
 #   of what each block adds;
-# - the check that the step-by-step result equals `model.logits` exactly;
+# - the check that the step-by-step result equals `model.logits` (within float32 rounding: the ops sum in
+#   another order than the model's fused kernels, so the last digits differ; the check states its tolerance);
 # - lessons/out/03_hidden_norms.png: the norm of every position after every block (the residual stream).
 
 # %%
@@ -85,9 +86,23 @@ table(["op", "computes", "shape"], [
 compare("ops vs block_forward", x2, gpt2.block_forward(x, **block, n_head=H, eps=eps)[0], **FLOAT32)
 print(f"   (the ops above are tinyprompt/layers.py's; block_forward runs {gpt2.F.__name__}: in float32 the "
       "two round differently)")
+size = {name: float(np.linalg.norm(v[0], axis=-1).mean()) for name, v in
+        (("x (embedding)", x), ("ln_1(x)", h), ("attn(ln_1(x))", a), ("ln_2(x1)", h2), ("mlp(ln_2(x1))", m))}
+print("   mean norm per position: " + ", ".join(f"|{name}| {v:.2f}" for name, v in size.items())
+      + f"; sqrt(C) = {np.sqrt(C):.1f}")
 
 # %% [markdown]
 # ## 2. every block, keeping the hidden states
+# **Why the norm jumps in block 0.** The last line of step 1 shows it. A layer norm rescales each position to
+# mean 0 and variance 1 over its $C$ channels, a vector of norm about $\sqrt{C}$ (then times its weight), *whatever
+# the size of its input*. So each branch of block 0 reads a vector of norm ~$\sqrt{C}$, not the embedding's
+# small one, and writes back an update whose size is set by its weights: many times the embedding's norm. The
+# residual stream therefore jumps in block 0 from the embedding's scale to the blocks' scale. Later blocks add
+# updates of a similar size to a stream that is already that large, so the norm grows slowly from there, and
+# `ln_f` brings every position back to one scale before the head. The line shows which branch does it: in
+# tiny-pretrained block 0's MLP writes an update about 20x the embedding's norm, its attention hardly anything.
+# Block 0's MLP works as a second, larger embedding, as it is known to in real GPT-2; the embeddings
+# themselves stay small because the head is tied to them and trained with weight decay (lesson 01).
 
 # %%
 states, t0 = [x], time.perf_counter()
@@ -114,6 +129,9 @@ table(["after", "mean |x| virtual", "mean |x| text", "max |x| (position)", "mean
 
 # %% [markdown]
 # ## 3. the same thing in one call
+# The step-by-step logits and `model.logits` run the same math with differently ordered float32 sums (the
+# model uses fused kernels), so they agree to float32 rounding, about 1e-5 here, not bit for bit: the check
+# states its tolerance (`FLOAT32`, rtol 1e-4, atol 1e-5).
 
 # %%
 print("\n3. step by step vs one call")
