@@ -72,7 +72,8 @@ L = P + T
 b0 = 0
 full = np.concatenate([np.full((B, P), -100), labels], axis=1)  # [B, L]: -100 in front for the prompt
 n = len(examples[b0].input_ids)
-print(f"\n1. row {b0}: {n} tokens ({examples[b0].n_input} input, {n - examples[b0].n_input} output + EOS), "
+n_out = n - examples[b0].n_input - 1  # the output's own tokens; the last token of the row is the EOS
+print(f"\n1. row {b0}: {n} tokens ({examples[b0].n_input} input, {n_out} output + 1 EOS), "
       f"after P={P} virtual tokens. Position p predicts the token at p + 1:")
 out = []
 for p in range(P + n):
@@ -104,7 +105,16 @@ print(f"   scored tokens per row: {counts.tolist()}; a mean of the per-row means
 compare("mean vs model.loss", losses.mean(), model.loss(prompt, input_ids, labels))
 real = np.arange(T) < np.array([len(e.input_ids) for e in examples])[:, None]  # [B, T]: not padding
 every = model.loss(prompt, input_ids, np.where(real, input_ids, -100))
-print(f"   if every real token counted (labels = input_ids, padding still -100): loss = {every:.4f}")
+print(f"   if every real token counted (labels = input_ids, padding still -100): loss = {every:.4f} over "
+      f"{int(real.sum())} tokens")
+
+# %% [markdown]
+# **Reading the last two numbers.** The mean over the scored tokens is the loss prompt tuning lowers. The
+# last line is what plain language-model training (pretraining) would score instead: every real token of the
+# row, so also each word of the review, predicted from the words before it. That loss is several times
+# larger, because the next word of a review is hard to guess (thousands of words fit), while the label after
+# "Sentiment:" is one of two words and the EOS after it is nearly certain. Counting every token would spend the
+# prompt's few numbers on predicting reviews; masking the input with -100 points all of them at the answer.
 
 # %% [markdown]
 # ## 3. why the head may skip the other positions: computing all B * L losses and masking gives the same
