@@ -14,7 +14,7 @@
 # # Lesson 04: the loss: next-token cross-entropy where only the output tokens count.
 #
 # ## What it teaches
-# Training pairs are (input, output): "Review: <sentence>\nSentiment:" -> " positive". The model sees
+# Training pairs are (input, output): `"Review: <sentence>\nSentiment:"` -> `" positive"`. The model sees
 # input + output + <|endoftext|> in one row, and labels say which tokens are scored: -100 ("ignore") for
 # the input and for padding, the token id for the output and the final EOS. The labels are shifted inside
 # the model: position p predicts the token at p + 1, so the scored positions sit one step before the output

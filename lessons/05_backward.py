@@ -14,18 +14,19 @@
 # # Lesson 05: the backward pass: from the loss back to the soft prompt, op by op.
 #
 # ## What it teaches
-# Prompt tuning trains the P x C numbers of the prompt and nothing else, so the backward pass needs one
-# gradient: d loss / d prompt. It is the forward pass read in reverse, one op at a time, and every op
-# turns the gradient of its output into the gradient of its *input activation* -- for a linear layer
-# y = x @ W + b that is dx = dy @ W.T, and never dW = x.T @ dy, because W is frozen. Each step below
-# is checked by central finite differences in float64: nudge an input entry by +-eps, run the op
-# forward, and compare (f(x + eps) - f(x - eps)) / 2 eps, weighted by the upstream gradient, with what
-# the backward returned. The chain ends at dprompt = dx[:, :P] summed over the rows, checked the same way
-# against the whole model's loss.
-# Two savings, both exact: no weight gradient is ever computed (the table of what that would have
-# cost), and the [C, V] output head runs, forward and backward, only on the M positions that carry a
-# target (lesson 04): the other positions' logits would enter the loss multiplied by zero, and their
-# gradient through the head is exactly zero.
+# Prompt tuning trains the $P \times C$ numbers of the prompt and nothing else, so the backward pass needs one
+# gradient: $\partial \ell / \partial\, \text{prompt}$, for the loss $\ell$. It is the forward pass read in
+# reverse, one op at a time, and every op turns the gradient of its output into the gradient of its *input
+# activation* -- for a linear layer $y = x W + b$ that is $dx = dy\, W^\top$, and never $dW = x^\top dy$,
+# because $W$ is frozen. Each step below is checked by central finite differences in float64: nudge an input
+# entry by $\pm\epsilon$, run the op forward, and compare $\big(f(x + \epsilon) - f(x - \epsilon)\big) / 2\epsilon$,
+# weighted by the upstream gradient, with what the backward returned. The chain ends at
+# $d\,\text{prompt} = dx[:, {:}P]$ summed over the rows, checked the same way against the whole model's loss.
+#
+# Two savings, both exact: no weight gradient is ever computed (the table of what that would have cost), and
+# the [C, V] output head runs, forward and backward, only on the $M$ positions that carry a target (lesson 04):
+# the other positions' logits would enter the loss multiplied by zero, and their gradient through the head is
+# exactly zero.
 #
 # **Notation.** The upstream gradient $dy = \partial \ell / \partial y$ of the loss $\ell$ has the shape of
 # $y$; each result has the shape of the op's input. $A B$ (or `A @ B` in the code) is a matrix product, over
@@ -34,10 +35,10 @@
 # transpose per row and head. Each derivation sits beside the code that implements and checks it, below; the
 # code is `tinyprompt/layers.py`, the check `tinyprompt/gradcheck.py`.
 #
-# Try them yourself first: lessons/exercises/ (python lessons/exercises/check.py layer_norm_backward).
+# Try them yourself first: `lessons/exercises/` (`python lessons/exercises/check.py layer_norm_backward`).
 #
-# The claim, measured: every op's hand-derived gradient equals central finite differences (float64) within a
-# relative 1e-6, and so does the whole chain from the loss to the prompt.
+# **The claim, measured:** every op's hand-derived gradient equals central finite differences (float64) within
+# a relative 1e-6, and so does the whole chain from the loss to the prompt.
 #
 # ## What to look at
 # - the table of checks, from the loss down to the prompt: each op's max relative difference between
