@@ -168,8 +168,8 @@ within = max(a.max() - a.min() for a in acc.values())  # what the seed alone doe
 gains = tuned.mean(1) - untuned.mean(1)  # [lengths]
 print(f"\n   the starts' mean accuracies span {between:.1%}; one start's spread over seeds reaches {within:.1%}; "
       f"the smallest gain of a length over its untuned vectors: {gains.min():+.1%}")
-report("09", f"every length P in {LENGTHS} gains at least {GAIN:.0%} accuracy over its untuned vectors, and the "
-       "four starts' mean accuracies differ by less than one start's spread over seeds",
+report("09", f"every length P in {LENGTHS} gains at least {GAIN * 100:.0f} percentage points of accuracy over its "
+       "untuned vectors, and the four starts' mean accuracies differ by less than one start's spread over seeds",
        gains.min() >= GAIN and between < within, starts_range=between, seed_range=within,
        **{f"{init}_accuracy": a.tolist() for init, a in acc.items()},
        **{f"{init}_final_loss": v.tolist() for init, v in final.items()},

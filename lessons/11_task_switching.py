@@ -203,6 +203,6 @@ fig.suptitle(f"Lesson 11: two tasks, one frozen model ({model.name_or_path})")
 save_figure(fig, "11_task_switching")
 differ = answers["own"] != answers["swapped"]
 report("11", f"in one mixed batch every row gets its own prompt's logits, and each task is right at least "
-       f"{MARGIN:.0%} more often with its own prompt than with the other's",
+       f"{MARGIN * 100:.0f} percentage points more often with its own prompt than with the other's",
        same and differ and all(right["own", t] >= right["swapped", t] + MARGIN for t in other),
        **{f"{name}_{task}": float(v) for (name, task), v in right.items()})

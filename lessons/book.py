@@ -65,6 +65,7 @@ td.num { text-align: right; white-space: nowrap; }
 .fails { color: #c01c28; font-weight: bold; }
 .error { color: #c01c28; }
 a { color: #1a5fb4; }
+.nums { color: #666; font-size: 13px; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 """
 
@@ -117,9 +118,14 @@ def summary(nb):
             if line.startswith("- ") and teaches:
                 break
             teaches.append(line.strip())
-    first = " ".join(teaches)
-    sentences = re.split(r"(?<=[.:])\s", first)
-    return title, " ".join(sentences[:2])
+    first = re.sub(r"[`*]", "", " ".join(teaches))  # plain text: no code or emphasis marks
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z(\"])", first)
+    short = sentences[0]
+    for sentence in sentences[1:]:
+        if len(short) + len(sentence) > 260:
+            break
+        short += " " + sentence
+    return title, short
 
 
 def run(path, args, timeout):
@@ -180,6 +186,13 @@ def render(nb, name, nav_html):
     return body, resources.get("outputs", {})
 
 
+def _fmt(v):
+    """A measured number as the index shows it: 3 significant digits; lists item by item."""
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 def index_page(entries, quick, total):
     rows = []
     for e in entries:
@@ -190,7 +203,9 @@ def index_page(entries, quick, total):
             verdict = "<em>no claim: this lesson shows, it does not measure against a control</em>"
         else:
             mark = '<span class="holds">holds</span>' if claim["holds"] else '<span class="fails">does not hold</span>'
-            verdict = f"{mark}: {html.escape(claim['claim'])}"
+            numbers = ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in claim.items()
+                                if k not in ("claim", "holds"))
+            verdict = f'{mark}: {html.escape(claim["claim"])} <span class="nums">({html.escape(numbers)})</span>'
         rows.append(f'<tr><td><a href="{e["page"]}">{html.escape(e["title"])}</a></td>'
                     f'<td>{html.escape(e["teaches"])}</td><td>{verdict}</td>'
                     f'<td class="num">{e["seconds"]:.0f} s</td></tr>')
