@@ -15,12 +15,16 @@
 #
 # ## What it teaches
 # Training pairs are (input, output): `"Review: <sentence>\nSentiment:"` -> `" positive"`. The model sees
-# input + output + <|endoftext|> in one row, and labels say which tokens are scored: -100 ("ignore") for
-# the input and for padding, the token id for the output and the final EOS. The labels are shifted inside
+# input + output + `<|endoftext|>` (EOS) in one row, and labels say which tokens are scored: -100 ("ignore")
+# for the input and for padding, the token id for the output and the final EOS. The labels are shifted inside
 # the model: position p predicts the token at p + 1, so the scored positions sit one step before the output
 # tokens, the last input token predicting the first output token. The P virtual tokens are put in front
-# with label -100: they are never a target. The loss is -log p(target) averaged over all M scored tokens of
-# the batch (not per row first -- that is what transformers and PEFT return).
+# with label -100: they are never a target. With $(b_m, p_m)$ the row and position of the $m$-th scored
+# prediction and $t_m$ its target token, the loss is the mean over all $M$ scored tokens of the batch (not per
+# row first -- that is what transformers and PEFT return), in nats (natural logarithm):
+# $$\ell = -\frac{1}{M}\sum_{m=1}^{M} \ln p_\theta\big(t_m \mid \text{row } b_m \text{ up to position } p_m\big),
+# \qquad p_\theta(\cdot) = \mathrm{softmax}(z_{b_m, p_m}).$$
+# A uniform guess over the $V$ tokens scores $\ln V$; a perfect one scores 0.
 # Because only those M positions enter the loss, only their logits are needed: the [C, V] output head, the
 # largest matmul of GPT-2, runs on M rows instead of B * L. That is exact, not an approximation: the other
 # positions' logits would be computed and then multiplied by nothing.

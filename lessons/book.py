@@ -225,6 +225,15 @@ percent format); this book shows each one run, with its prose, code, printed out
 """
 
 
+def previous_runtimes(summary, quick):
+    """{page: seconds} from the last build of the same kind (book.json), or {} when there is none."""
+    try:
+        last = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {e["page"]: e["seconds"] for e in last.get("lessons", [])} if last.get("quick") == quick else {}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="build from the lessons' --quick runs")
@@ -252,8 +261,13 @@ def main(argv=None):
         print(f"{path.name}: {seconds:.1f} s" + (f"  FAILED: {error}" if error else ""), flush=True)
         return path, nb, seconds, error, claim_of(path, t0)
 
+    # Longest first, by the last build's runtimes (a lesson not timed yet counts as long): the slow lesson then
+    # runs beside the others instead of after them.
+    last = previous_runtimes(args.out / "book.json", args.quick)
+    order = sorted(paths, key=lambda p: -last.get(f"{p.stem}.html", float("inf")))
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        results = list(pool.map(one, paths))
+        done = {r[0]: r for r in pool.map(one, order)}
+    results = [done[p] for p in paths]  # the book's order: by name
     total = time.perf_counter() - start
 
     if args.out.exists():
