@@ -39,6 +39,8 @@
 # - **init vocab / init labels**: where the prompt's P vectors start. `vocab`: rows of `wte` (the embedding
 #   matrix, [lesson 01](01_vectorization.py)) of P frequent tokens; `labels`: the embeddings of the label words
 #   (" negative", " positive"), repeated to fill P. [Lesson 09](09_initialization.py) compares the starts.
+# - **KL divergence**, how far apart two next-token distributions are, in nats: defined in
+#   [lesson 02](02_concatenation.py), step 3 (this lesson compares losses, not distributions).
 # - **nats**: the unit of a loss computed with the natural logarithm: a loss of ln 2 = 0.693 nats is a coin
 #   flip between two answers. The loss is the mean cross-entropy per scored token ([lesson 04](04_loss.py)); a
 #   row here scores two tokens, its label word and the EOS after it, so a coin between the two labels with

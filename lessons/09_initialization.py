@@ -135,7 +135,7 @@ ax1.set_ylabel("validation loss (nats per scored token: label, EOS)")
 chance_lines(ax1, model.config.vocab_size, n_labels=2)
 ax1.set_title(f"four starts, P={P}: band = min..max over {len(SEEDS)} seeds", fontsize=10)
 ax1.grid(alpha=0.3)
-ax1.legend(fontsize=7)
+ax1.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below the axes: off the data
 x = np.arange(len(runs))
 means = np.array([a.mean() for a in acc.values()])
 spread = np.array([[m - a.min(), a.max() - m] for m, a in zip(means, acc.values())]).T
@@ -148,7 +148,7 @@ ax2.set_xticks(x, list(runs))
 ax2.set_ylim(0, 100)
 ax2.set_ylabel(f"dev accuracy after tuning (%, {n_val} rows)")
 ax2.set_title("bars: mean; whiskers: min..max; dots: seeds", fontsize=10)
-ax2.legend(fontsize=8, loc="lower right")
+ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1))  # below the axes: off the bars
 ax3.plot(LENGTHS, 100 * tuned.mean(1), "o-", color="C2", lw=2, label="tuned (init vocab)")
 ax3.plot(LENGTHS, 100 * untuned.mean(1), "s--", color="grey", label="the same vectors untuned (control)")
 ax3.axhline(100 * max(gold.mean(), 1 - gold.mean()), color="crimson", ls="--", label="always the commoner label")

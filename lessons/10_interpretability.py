@@ -109,7 +109,7 @@ ax1.set_yscale("log")
 ax1.set_xlabel("L2 norm of the vector")
 ax1.set_ylabel("number of vocabulary rows (log scale)")
 ax1.set_title(f"norms: the tuned vectors average {n_now.mean() / np.median(w_norms):.1f}x the median token's")
-ax1.legend()
+ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=9)  # below the axes: off the lines
 x = np.arange(P)
 ax2.bar(x - 0.2, to_start, width=0.4, color="C0", label="cosine to its start token")
 ax2.bar(x + 0.2, sims[:, 0], width=0.4, color="C2", label="cosine to its nearest token now")
