@@ -100,6 +100,24 @@ def math_to_placeholders(source, store):
     return "".join(parts)
 
 
+def prose_html(text):
+    """A line of prose as HTML (the index's 'what it teaches'): `code` as <code>, $...$ as MathML, the rest
+    escaped."""
+    def math(part):
+        out, last = [], 0
+        for m in MATH.finditer(part):
+            out += [html.escape(part[last:m.start()]),
+                    latex_to_mathml(m.group(1) or m.group(2), m.group(1) is not None)]
+            last = m.end()
+        return "".join([*out, html.escape(part[last:])])
+
+    out, last = [], 0
+    for code in CODE_SPAN.finditer(text):
+        out += [math(text[last:code.start()]), f"<code>{html.escape(code.group(2))}</code>"]
+        last = code.end()
+    return "".join([*out, math(text[last:])])
+
+
 def summary(nb):
     """(title, what it teaches: the first paragraph under '## What it teaches') from the first markdown cell."""
     text = next(c.source for c in nb.cells if c.cell_type == "markdown")
@@ -118,7 +136,10 @@ def summary(nb):
             if line.startswith("- ") and teaches:
                 break
             teaches.append(line.strip())
-    first = re.sub(r"[`*]", "", " ".join(teaches))  # plain text: no code or emphasis marks
+    if not teaches:  # no '## What it teaches': the first paragraph after the title
+        paragraphs = [x for x in "\n".join(lines[1:]).split("\n\n") if x.strip() and not x.startswith("#")]
+        teaches = paragraphs[0].split() if paragraphs else []
+    first = " ".join(teaches).replace("**", "")  # code spans and math stay: prose_html renders them
     sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z(\"])", first)
     short = sentences[0]
     for sentence in sentences[1:]:
@@ -162,8 +183,10 @@ def nav(pages, i, seconds, quick):
     nxt = f'<a href="{pages[i + 1][0]}">{html.escape(pages[i + 1][1])} &rarr;</a>' if i + 1 < len(pages) \
         else "<span></span>"
     mode = "--quick" if quick else "full run"
+    notebook = pages[i][0].replace(".html", ".ipynb")
     return (f'<nav class="book">{prev}<span><a href="index.html">all lessons</a> '
-            f'<span class="run">({mode}, {seconds:.0f} s)</span></span>{nxt}</nav>')
+            f'<span class="run">({mode}, {seconds:.0f} s; <a href="{notebook}">the notebook</a>)</span></span>'
+            f'{nxt}</nav>')
 
 
 def render(nb, name, nav_html):
@@ -207,7 +230,7 @@ def index_page(entries, quick, total):
                                 if k not in ("claim", "holds"))
             verdict = f'{mark}: {html.escape(claim["claim"])} <span class="nums">({html.escape(numbers)})</span>'
         rows.append(f'<tr><td><a href="{e["page"]}">{html.escape(e["title"])}</a></td>'
-                    f'<td>{html.escape(e["teaches"])}</td><td>{verdict}</td>'
+                    f'<td>{prose_html(e["teaches"])}</td><td>{verdict}</td>'
                     f'<td class="num">{e["seconds"]:.0f} s</td></tr>')
     mode = "<code>--quick</code> runs (<code>make book QUICK=1</code>)" if quick else "full runs (<code>make book</code>)"
     return f"""<!DOCTYPE html>
@@ -242,6 +265,8 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=900, help="seconds one cell may take (default 900)")
     parser.add_argument("--out", type=Path, default=BOOK, help=f"the book's folder (default {BOOK})")
     parser.add_argument("--only", nargs="*", help="build only these lessons (numbers such as 05), for a look")
+    parser.add_argument("--render-only", action="store_true",
+                        help="re-render the pages from the notebooks the last build left in --out, running nothing")
     args = parser.parse_args(argv)
     flags = (["--quick"] if args.quick else []) + (["--model", args.model] if args.model else [])
     os.environ["TINYPROMPT_LESSON_ARGS"] = " ".join(flags)  # read by common.parse_args inside the kernel
@@ -254,6 +279,10 @@ def main(argv=None):
         sys.exit("no lessons/NN_*.py found")
 
     start = time.perf_counter()
+    if args.render_only:
+        write_book(args.out, rerun_from(args.out, paths), args.quick, json.loads((args.out / "book.json").read_text())
+                   ["seconds"])
+        return
 
     def one(path):
         t0 = time.time()
@@ -269,25 +298,42 @@ def main(argv=None):
         done = {r[0]: r for r in pool.map(one, order)}
     results = [done[p] for p in paths]  # the book's order: by name
     total = time.perf_counter() - start
-
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
+    for path, nb, *_ in results:  # the executed notebooks, beside their pages (and for --render-only)
+        import nbformat
+
+        nbformat.write(nb, args.out / f"{path.stem}.ipynb")
+    write_book(args.out, results, args.quick, total)
+
+
+def rerun_from(out, paths):
+    """The results of the last build, read back from its notebooks and book.json (for --render-only)."""
+    import nbformat
+
+    last = {e["page"]: e for e in json.loads((out / "book.json").read_text())["lessons"]}
+    return [(p, nbformat.read(out / f"{p.stem}.ipynb", as_version=4), last[f"{p.stem}.html"]["seconds"],
+             last[f"{p.stem}.html"]["error"], last[f"{p.stem}.html"]["claim"]) for p in paths]
+
+
+def write_book(out, results, quick, total):
+    """The pages, their figures, the index and book.json, from the executed notebooks."""
     pages = [(f"{p.stem}.html", summary(nb)[0]) for p, nb, *_ in results]
     entries = []
     for i, (path, nb, seconds, error, claim) in enumerate(results):
         title, teaches = summary(nb)
-        body, figures = render(nb, path.stem, nav(pages, i, seconds, args.quick))
-        (args.out / pages[i][0]).write_text(body, encoding="utf-8")
+        body, figures = render(nb, path.stem, nav(pages, i, seconds, quick))
+        (out / pages[i][0]).write_text(body, encoding="utf-8")
         for name, data in figures.items():
-            (args.out / name).parent.mkdir(parents=True, exist_ok=True)
-            (args.out / name).write_bytes(data)
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_bytes(data)
         entries.append({"page": pages[i][0], "title": title, "teaches": teaches, "claim": claim,
                         "seconds": seconds, "error": error})
-    (args.out / "index.html").write_text(index_page(entries, args.quick, total), encoding="utf-8")
-    (args.out / "book.json").write_text(json.dumps({"quick": args.quick, "seconds": total, "lessons": entries},
-                                                   indent=1) + "\n")
-    print(f"book: {args.out / 'index.html'} ({len(entries)} lessons, {total:.0f} s)")
+    (out / "index.html").write_text(index_page(entries, quick, total), encoding="utf-8")
+    (out / "book.json").write_text(json.dumps({"quick": quick, "seconds": total, "lessons": entries},
+                                              indent=1) + "\n")
+    print(f"book: {out / 'index.html'} ({len(entries)} lessons, {total:.0f} s)")
     failed = [e["page"] for e in entries if e["error"]]
     if failed:
         sys.exit(f"lessons that failed: {', '.join(failed)} (their pages show the error)")

@@ -35,7 +35,8 @@ f.onload = () => {
   const maths = [...d.querySelectorAll("math")];
   const displays = maths.map(m => getComputedStyle(m).display);
   const sizes = maths.map(m => { const r = m.getBoundingClientRect(); return r.width > 0 && r.height > 0; });
-  const prose = [...d.querySelectorAll(".jp-MarkdownCell")].map(c => {
+  const cells = [...d.querySelectorAll(".jp-MarkdownCell")];  // a lesson's prose; the index is all prose
+  const prose = (cells.length ? cells : [d.body]).map(c => {
     const copy = c.cloneNode(true);
     copy.querySelectorAll("code, pre").forEach(e => e.remove());
     return copy.innerText; }).join("\\n");
@@ -119,6 +120,14 @@ def test_page_in_chromium(book, lesson, tmp_path):
     raw = RAW_TEX.findall(found["prose"])
     assert not raw, f"{lesson.stem}.html: raw TeX in the visible text: {raw[:5]}"
     assert "index.html" in found["links"], f"{lesson.stem}.html: no link back to the index"
+
+
+def test_index_in_chromium(book, tmp_path):
+    found = open_in_chromium(book / "index.html", tmp_path)
+    assert found["title"], "index.html did not load"
+    assert found["sized"] == found["maths"], "the index's formulas are not laid out"
+    raw = RAW_TEX.findall(found["prose"])
+    assert not raw, f"index.html: raw TeX in the visible text: {raw[:5]}"
 
 
 def test_lesson_05_renders_its_derivations(book, tmp_path):
