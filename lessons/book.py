@@ -140,13 +140,15 @@ def summary(nb):
         paragraphs = [x for x in "\n".join(lines[1:]).split("\n\n") if x.strip() and not x.startswith("#")]
         teaches = paragraphs[0].split() if paragraphs else []
     first = " ".join(teaches).replace("**", "")  # code spans and math stay: prose_html renders them
-    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z(\"])", first)
-    short = sentences[0]
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z\"])", first)
+    kept = sentences[:1]
     for sentence in sentences[1:]:
-        if len(short) + len(sentence) > 260:
+        if len(" ".join(kept)) + len(sentence) > 260:
             break
-        short += " " + sentence
-    return title, short
+        kept.append(sentence)
+    while len(kept) > 1 and kept[-1].endswith(":"):  # a sentence that introduces a list the index leaves out
+        kept.pop()
+    return title, " ".join(kept).rstrip(":") + ("." if kept and kept[-1].endswith(":") else "")
 
 
 def run(path, args, timeout):
