@@ -234,7 +234,8 @@ ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)  # below the
 # (positive) or 0 (negative). `data/sst2/train.tsv` holds the first 2,000 of its training sentences,
 # `data/sst2/dev.tsv` all 872 of its **dev** sentences, the official held-out set (data/SOURCES.md). The
 # prompt is tuned on training rows ([lesson 06](06_training_loop.py) takes the loop apart) and judged on dev
-# reviews it never saw. `init="labels"` starts its vectors at the embeddings of the label words.
+# reviews it never saw. `init="labels"` starts two of its vectors at the embeddings of the label words and the
+# others at rows of `wte` of frequent tokens (lesson 06 defines the inits, lesson 09 compares them).
 
 # %%
 n_train = 64 if args.quick else 400

@@ -36,9 +36,11 @@
 #   different: a seeded 20% of this lesson's own training rows that `train.train` holds out of training.
 # - **lr**, the learning rate: the size of an optimizer step. With AdamW (section 5 below) it is, at first,
 #   about how far each of the P x C numbers of the prompt moves in one step.
-# - **init vocab / init labels**: where the prompt's P vectors start. `vocab`: rows of `wte` (the embedding
-#   matrix, [lesson 01](01_vectorization.py)) of P frequent tokens; `labels`: the embeddings of the label words
-#   (" negative", " positive"), repeated to fill P. [Lesson 09](09_initialization.py) compares the starts.
+# - **init vocab / init labels**: where the prompt's P vectors start (`tinyprompt/prompt.py`). `vocab`: rows of
+#   `wte` (the embedding matrix, [lesson 01](01_vectorization.py)) for P ids drawn at random from the 5,000
+#   lowest, roughly the most frequent tokens (Lester et al.'s "sampled vocab"); `labels`: one vector per label
+#   word (" negative", " positive": its embedding), the remaining rows as `vocab`.
+#   [Lesson 09](09_initialization.py) compares the starts.
 # - **KL divergence**, how far apart two next-token distributions are, in nats: defined in
 #   [lesson 02](02_concatenation.py), step 3 (this lesson compares losses, not distributions).
 # - **nats**: the unit of a loss computed with the natural logarithm: a loss of ln 2 = 0.693 nats is a coin
