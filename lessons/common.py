@@ -2,7 +2,9 @@
 lesson 06 on) writing data subsets and tuning runs there too.
 
 Run a lesson from the repository root, e.g. `.venv/bin/python lessons/01_vectorization.py`; Python puts
-lessons/ first on sys.path, so `from common import ...` finds this file.
+lessons/ first on sys.path, so `from common import ...` finds this file. As a notebook (jupytext, VS Code,
+lessons/book.py) the kernel starts in lessons/, which puts it on sys.path the same way; there the flags come from
+$TINYPROMPT_LESSON_ARGS (parse_args) and each saved figure is also shown below its cell (save_figure).
 """
 
 import argparse
