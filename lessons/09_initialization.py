@@ -86,6 +86,10 @@ def run(init, seed, n_virtual):
     val0 = mean_loss(model, start, val_rows, BATCH, tok.eos_id)
     return start, val0, metrics, accuracy(start), accuracy(prompt)
 
+# %% [markdown]
+# ## 1. the data, the recipe every run shares, and the baseline without a prompt
+
+# %%
 steps = epochs * data.num_batches(n_train, BATCH)
 w_norms = np.linalg.norm(model.wte, axis=1)  # [V]
 print(f"\n1. SST-2: {n_train} training rows (train.tsv), {n_val} validation rows (dev.tsv, "

@@ -57,6 +57,10 @@ rows = read_rows(DATA / "sst2" / "train.tsv")
 path = write_rows([rows[i] for i in sorted(np.random.default_rng(SEED).permutation(len(rows))[:n_train])],
                   "10_sst2_train.tsv")
 
+# %% [markdown]
+# ## 1. tune a prompt that starts from vocabulary rows, so that each vector has a token it started as
+
+# %%
 start = init_prompt("vocab", P, wte, seed=SEED)  # [P, C]: what train() starts from (same call, same seed)
 start_ids = nearest_tokens(start, wte, k=1)[0][:, 0]  # [P]: each start vector's own token
 print(f"\n1. tuning P={P} vectors initialised from vocabulary rows: {n_train} SST-2 rows, AdamW lr {LR}, "
