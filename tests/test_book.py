@@ -73,7 +73,8 @@ def open_in_chromium(page, tmp_path):
     """The harness's findings for one page of the book, from a headless Chromium."""
     harness = tmp_path / f"harness_{page.stem}.html"
     harness.write_text(HARNESS.replace("PAGE", json.dumps(page.as_uri())))
-    run = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+    run = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                          "--allow-file-access-from-files",
                           "--virtual-time-budget=20000", "--dump-dom", harness.as_uri()],
                          check=False, capture_output=True, text=True, timeout=180)
     found = re.search(r"RESULT(.*?)</pre>", run.stdout, re.DOTALL)
