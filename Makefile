@@ -6,7 +6,7 @@ REF_STAMP := .venv/.installed-reference
 # (500 MB, downloaded once; it says how long it will take, then shows progress)
 MODEL ?= tiny-pretrained
 
-.PHONY: demo test test-reference test-reference-latest lint bench quality pretrain clean
+.PHONY: demo test test-reference test-reference-latest lint bench quality pretrain book clean
 
 $(PY):
 	python3 -m venv .venv
@@ -57,6 +57,16 @@ quality: $(REF_STAMP)
 # Rebuild tinyprompt/assets/tiny-pretrained from scratch (torch; ~25 minutes on 2 cores).
 pretrain: $(REF_STAMP)
 	$(PY) pretrain/pretrain.py
+
+# The lessons as a static HTML book in lessons/out/book/ (open index.html; no network needed): every lesson run
+# as a notebook, full runs; QUICK=1 builds from the --quick runs (lessons/book.py, extra `book`).
+BOOK_STAMP := .venv/.installed-book
+$(BOOK_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[test,book]'
+	touch $@
+
+book: $(BOOK_STAMP)
+	$(PY) lessons/book.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf .venv .venv-latest weights/*/ lessons/out runs
