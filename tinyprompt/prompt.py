@@ -164,7 +164,8 @@ def load_prompt(directory, n_embd=None):
     validate.integer("n_embd", n_embd, low=1, optional=True)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     if not directory.is_dir():
-        raise TinyPromptError(f"{directory}: no such adapter directory")
+        raise TinyPromptError(f"{directory}: " + ("not a directory: an adapter is a folder" if directory.exists()
+                                                  else "no such adapter directory"))
     if not config_path.is_file():
         raise TinyPromptError(f"{directory}: no {CONFIG_NAME} (not a PEFT adapter directory)")
     try:

@@ -83,10 +83,12 @@ def tidy_on_failure(out):
         yield
     except BaseException:
         for folder in made:
-            with contextlib.suppress(FileNotFoundError):
-                if any(folder.iterdir()):
-                    break  # an epoch was saved in it: it and its parents stay
-                folder.rmdir()
+            try:
+                folder.rmdir()  # only if empty: a folder that holds a saved epoch stays, and its parents too
+            except FileNotFoundError:
+                continue  # never made (its parent is a file), or gone already
+            except OSError:
+                break
         raise
 
 
