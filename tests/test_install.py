@@ -48,14 +48,30 @@ def installed(tmp_path_factory):
     return python.parent, site
 
 
+def warnings_in(log):
+    return [line for line in log.splitlines() if "Warning" in line or "is absent from the" in line]
+
+
 def test_the_build_prints_no_warning_from_our_packaging(installed):
     """setuptools once warned on every install that 'tinyprompt.assets' (a folder Python can import, with no
     code) was absent from the `packages` configuration: the first thing a new user read."""
     bin_dir, _ = installed
     log = (bin_dir.parent.parent / "build.log").read_text()
-    assert "copying tinyprompt/assets/encoder.json" in log  # the log really holds setuptools' output
-    warnings = [line for line in log.splitlines() if "Warning" in line or "is absent from the" in line]
-    assert not warnings, warnings
+    assert "tinyprompt/assets/encoder.json" in log  # the log really holds setuptools' output
+    assert not warnings_in(log), warnings_in(log)
+
+
+def test_the_editable_install_of_make_demo_prints_no_warning(installed, tmp_path):
+    """`make demo` installs with `pip install -q -e`, which shows setuptools' warnings even when quiet."""
+    bin_dir, _ = installed
+    venv.create(tmp_path / "venv", with_pip=False)
+    site = Path(sysconfig.get_paths(vars={"base": str(tmp_path / "venv"), "platbase": str(tmp_path / "venv")})["purelib"])
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # setuptools, to build with
+    result = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q",
+                             "--python", str(tmp_path / "venv" / "bin" / "python"), "install", "--no-deps",
+                             "--no-index", "--no-build-isolation", "-e", str(bin_dir.parent.parent / "source")],
+                            capture_output=True, text=True, check=True)
+    assert not warnings_in(result.stdout + result.stderr), result.stdout + result.stderr
 
 
 def run(installed, tmp_path, *command):
