@@ -7,7 +7,7 @@
     .venv/bin/python benchmarks/busy.py -- .venv/bin/python lessons/03_forward.py --quick   # any command
 
 "Loaded" = --hogs processes (default: one per core) that spin `while True: pass` while the command runs.
-Each command runs once untimed (Numba's cache fills), then --repeats times idle and --repeats times loaded,
+The first command runs once untimed (Numba's cache fills), then each --repeats times idle and loaded,
 interleaved (idle, loaded, idle, ...) so that the machine's drift hits both; each time is the median. Target:
 loaded within 3x of idle (a fair share of the CPU is half of it: 2x). The script also prints how many cores
 other processes (neither the command nor the hogs) kept busy during the idle runs: above 0.1, the "idle"
@@ -78,9 +78,9 @@ def time_commands(args):
           f"median of {args.repeats}")
     header = f"{'command':<30} | {'idle s':>7} | {'loaded s':>8} | {'loaded/idle':>11} | target | met"
     print(header + "\n" + "-" * len(header), flush=True)
-    worst = 0.0
-    for name, argv in commands(args).items():
-        run_once(argv, cwd, env)  # untimed: compiles the kernels into Numba's cache
+    worst, todo = 0.0, commands(args)
+    run_once(next(iter(todo.values())), cwd, env)  # untimed: fills Numba's cache with the kernels they all use
+    for name, argv in todo.items():
         idle, loaded, others, wall = [], [], 0.0, 0.0
         for _ in range(args.repeats):
             busy, children = cpu_busy_seconds(), os.times()

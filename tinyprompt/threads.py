@@ -3,15 +3,16 @@
 OpenBLAS splits a matmul among its threads and waits for the slowest. On an idle machine a second thread
 nearly halves a big matmul. When other programs hold the cores, a woken thread waits for a core for a
 scheduler time slice (measured here: 10-200 ms for one matmul), while a small matmul alone takes 0.01-2 ms:
-two threads made lesson 06 --quick 10-30x slower than one. So `matmul` uses every core only from
-ALL_CORES_FROM multiply-adds, about 3 ms of work for one core, where waiting costs less and idle cores pay.
-That puts tiny-pretrained's linears (at most 67M multiply-adds in the lessons) and every one-token product of
-generation on one thread, and GPT-2 124M's linears on a batch of 8 rows x 64 tokens (302M and up) on all.
+two threads made lesson 06 --quick 6-12x slower than one. So importing tinyprompt puts NumPy's BLAS on one
+thread (attention's per-head products, the lessons' own `@`, yours), and `matmul` uses every core for a
+product of ALL_CORES_FROM multiply-adds or more, about 3 ms of work for one core, then hands back one.
+That keeps tiny-pretrained's linears (at most 67M multiply-adds in the lessons) and every one-token product
+of generation on one thread, and puts GPT-2 124M's linears on 8 rows x 64 tokens (302M and up) on all.
 `benchmarks/busy.py` measures the lessons and the demo with the cores held; `--shapes` times single matmuls.
 
-The most threads is what the BLAS had when tinyprompt was first imported: OPENBLAS_NUM_THREADS (or
-OMP_NUM_THREADS) still caps it. Attention's per-head products stay plain `@`: they are below OpenBLAS's own
-threshold for a second thread. Without a BLAS that threadpoolctl can steer, `matmul` is just `a @ b`.
+"All" is what the BLAS had when tinyprompt was imported: OPENBLAS_NUM_THREADS (or OMP_NUM_THREADS) still caps
+it. `set_threads(MAX_THREADS)` gives your own NumPy code every thread again (until tinyprompt's next big
+matmul). Without a BLAS that threadpoolctl can steer, `matmul` is just `a @ b`.
 """
 
 import numpy  # noqa: F401  (loads NumPy's BLAS, for threadpoolctl to find)
