@@ -4,7 +4,7 @@ STAMP := .venv/.installed-core
 REF_STAMP := .venv/.installed-reference
 MODEL ?= gpt2
 
-.PHONY: demo test test-reference test-reference-latest lint bench quality pretrain clean
+.PHONY: demo test test-reference test-reference-latest lint bench quality tradeoffs pretrain clean
 
 $(PY):
 	python3 -m venv .venv
@@ -51,6 +51,11 @@ bench: $(STAMP)
 # Task quality of prompt tuning on tiny-pretrained, against zero-shot, hard prompts and PEFT (needs torch).
 quality: $(REF_STAMP)
 	$(PY) benchmarks/quality.py
+
+# Prompt tuning against a hard prompt, LoRA and full fine-tuning on tiny-pretrained: parameters, bytes, step cost,
+# accuracy, data efficiency, continual learning, task switching (no torch; resumable: see the script's --help).
+tradeoffs: $(STAMP)
+	$(PY) benchmarks/tradeoffs.py
 
 # Rebuild tinyprompt/assets/tiny-pretrained from scratch (torch; ~25 minutes on 2 cores).
 pretrain: $(REF_STAMP)

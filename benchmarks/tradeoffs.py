@@ -164,7 +164,8 @@ class Task:
         self.steps = settings["steps"][name]
 
     def score(self, model, prompt, rows, loss=True):
-        """(the task's metric, the mean loss or None): accuracy by rank classification, or exact match."""
+        """(the task's metric, the mean loss or None): accuracy by rank classification, or exact match (whose
+        pass gives the loss too); loss=False spares a classification task the extra pass."""
         pad = self.tok.eos_id
         mean_loss, exact = loss_and_exact_match(model, prompt, rows, pad, 32) if loss or not self.labels else (None, None)
         if not self.labels:
@@ -247,7 +248,7 @@ def run_task(runner, task, model, settings):
 
         def final(seed, method=method, lr=lr):
             tuned = task.train_method(model, method, task.train, lr, seed)
-            return dict(zip(("score", "loss"), task.score(tuned.model, tuned.prompt, task.test)))
+            return dict(zip(("score", "loss"), task.score(tuned.model, tuned.prompt, task.test, loss=False)))
         out["results"][method] = spread([runner.cached(f"{task.name}/test/{method}/lr={lr}/seed={seed}", task.steps,
                                                        lambda seed=seed: final(seed))["score"]
                                          for seed in settings["seeds"]])
@@ -432,6 +433,23 @@ def planned_units(settings):
     return (grid + main + data) * s + (grid + main) * a + 4 * (s + a)
 
 
+def estimate(total_steps, task, model, settings):
+    """Seconds the whole run should take at the speed measured now: a few SST-2 steps of each method, one
+    evaluation on the test rows, and the cost workers (a rough allowance: 3 minutes, 15 s for --quick)."""
+    per_step = []
+    for method in compare.METHODS:
+        ends = []
+        steps = compare.fixed_batches(task.train, 4, BATCH, task.tok.eos_id, 0)
+        prompt0 = compare.init_for(method, model, task.tok, task.init, task.outputs, 0)
+        compare.train_method(model, method, steps, 1e-4, 0, prompt0,
+                             on_step=lambda step, loss, ends=ends: ends.append(time.perf_counter()))
+        per_step.append(statistics.median(np.diff(ends)))
+    t0 = time.perf_counter()
+    task.score(model, None, task.test)
+    evaluations = 2 * (time.perf_counter() - t0) * (total_steps / task.steps)  # about one per run
+    return total_steps * statistics.fmean(per_step) + evaluations + (15 if settings["train_rows"] else 180)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of every part (seconds; for the tests)")
@@ -454,30 +472,29 @@ def main(argv=None):
                            "quick": args.quick, "model": MODEL, "cost_shapes": list(settings["cost_shapes"]),
                            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                            "load_average_at_start": os.getloadavg()[0]}}
+    tasks = {name: Task(name, tok, settings) for name in TASKS}
+    sst2 = tasks["sst2"]
+    runner.log(f"planned: {runner.total:,} optimizer steps in the quality runs; "
+               f"{estimate(runner.total, sst2, model, settings) / 60:.0f} min in all at the speed measured now")
+    runner.log("1/5 accuracy: hard prompt, lr grid on validation, then every seed on test")
+    report["tasks"] = {name: run_task(runner, task, model, settings) for name, task in tasks.items()}
+    report["trainable_params"] = {m: compare.trainable_params(model.config, m) for m in METHODS}
+    runner.log("2/5 data efficiency")
+    report["data_efficiency"] = data_efficiency(runner, sst2, model, settings, report["tasks"]["sst2"]["lr"],
+                                                report["tasks"]["sst2"]["results"])
+    runner.log("3/5 continual learning: SST-2, then antonyms")
+    artifacts = args.out / f"{name}-artifacts"
+    if not all((artifacts / m / t).is_dir() for m in CONTINUAL for t in "AB"):
+        for key in [k for k in runner.cache if k.startswith("continual/")]:
+            del runner.cache[key]  # the artifacts are gone: train again to have them
+    report["continual"] = continual(runner, sst2, tasks["antonyms"], model, report["tasks"]["sst2"]["lr"],
+                                    report["tasks"]["antonyms"]["lr"], artifacts)
+    runner.log("4/5 task switching")
+    report["switching"] = switching(sst2, tasks["antonyms"], model, artifacts, settings["switch_repeats"])
+    runner.log("5/5 the cost of a training step, each method in its own process")
     with tempfile.TemporaryDirectory() as scratch:
-        runner.log("1/5 the cost of a training step, each method in its own process")
-        report["cost"] = runner.cached("cost", 0, lambda: measure_costs(settings, Path(scratch), runner.log))
-        report["cost"].pop("seconds", None)
-        tiny = report["cost"]["tiny-pretrained"]
-        runner.log(f"planned: {runner.total:,} optimizer steps of quality runs; at these step times and with "
-                   f"evaluations, roughly {runner.total * statistics.fmean(v['seconds_per_step'] for v in tiny.values()) * 2.5 / 60:.0f} min")
-        runner.log("2/5 accuracy: hard prompt, lr grid on validation, then every seed on test")
-        tasks = {name: Task(name, tok, settings) for name in TASKS}
-        report["tasks"] = {name: run_task(runner, task, model, settings) for name, task in tasks.items()}
-        sst2 = tasks["sst2"]
-        report["trainable_params"] = {m: compare.trainable_params(model.config, m) for m in METHODS}
-        runner.log("3/5 data efficiency")
-        report["data_efficiency"] = data_efficiency(runner, sst2, model, settings, report["tasks"]["sst2"]["lr"],
-                                                    report["tasks"]["sst2"]["results"])
-        runner.log("4/5 continual learning: SST-2, then antonyms")
-        artifacts = args.out / f"{name}-artifacts"
-        if not all((artifacts / m / t).is_dir() for m in CONTINUAL for t in "AB"):
-            for key in [k for k in runner.cache if k.startswith("continual/")]:
-                del runner.cache[key]  # the artifacts are gone: train again to have them
-        report["continual"] = continual(runner, sst2, tasks["antonyms"], model, report["tasks"]["sst2"]["lr"],
-                                        report["tasks"]["antonyms"]["lr"], artifacts)
-        runner.log("5/5 task switching")
-        report["switching"] = switching(sst2, tasks["antonyms"], model, artifacts, settings["switch_repeats"])
+        report["cost"] = {k: v for k, v in runner.cached("cost", 0, lambda: measure_costs(
+            settings, Path(scratch), runner.log)).items() if k != "seconds"}
     report["stored_bytes"] = {m: report["switching"][m if m in ("hard", "lora", "ft") else "pt10"]["stored_bytes"]
                               for m in METHODS}
     p20 = artifacts / "pt20-size"

@@ -136,18 +136,19 @@ def model_bytes(model):
 
 def step_flops(config, method, B, T, M):
     """FLOPs of one training step (2 per multiply-add), counted the same way for every method, on B rows of
-    T tokens (+ P virtual tokens) with M counted targets in all:
-    - forward: every block's matmuls at all B x L positions, the causal attention (scores and weighted values,
-      L (L + 1) / 2 query-key pairs a row), the [C, V] head at the M targets;
+    T tokens with M counted targets in all:
+    - forward: every block's matmuls at every position, the causal attention (scores and weighted values, one
+      per query-key pair), the [C, V] head at the M targets. A soft prompt's P positions are the same in every
+      row (they see only each other), so they run once per batch, as gpt2.py runs them, and each text token
+      also attends to the P;
     - backward to the activations (every method needs it: PT's gradient reaches the input through every block,
       LoRA's and FT's reach each block's weights through the blocks after it): the matmuls again, the
       attention twice (four matmuls), the head again;
     - the weight gradients: FT every matmul again (dW = x^T dy) and the head's (wte); LoRA only its
       [C, r] and [r, 3C] matmuls, three times (forward, backward to x, dA and dB); PT none.
-    Layer norms, GELU, softmax and the optimizer update are elementwise: left out."""
-    C, V, n = config.n_embd, config.vocab_size, config.n_layer
-    L = virtual_tokens(method) + T
-    N, pairs = B * L, B * L * (L + 1) // 2
+    Layer norms, GELU, softmax, the embedding's gradient and the optimizer update are elementwise: left out."""
+    C, V, n, P = config.n_embd, config.vocab_size, config.n_layer, virtual_tokens(method)
+    N, pairs = P + B * T, P * (P + 1) // 2 + B * (T * P + T * (T + 1) // 2)
     matmuls = n * 2 * N * (3 * C * C + C * C + 4 * C * C + 4 * C * C)  # c_attn, c_proj, c_fc, mlp.c_proj
     attention, head = n * 2 * 2 * pairs * C, 2 * M * C * V
     flops = (matmuls + attention + head) + (matmuls + 2 * attention + head)  # forward + backward to activations
