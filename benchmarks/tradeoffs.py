@@ -1,7 +1,7 @@
 """Prompt tuning or fine-tuning? The trade-off, measured on one model (tiny-pretrained).
 
     .venv/bin/python benchmarks/tradeoffs.py [--quick] [--json PATH] [--out DIR] [--fresh]
-    make tradeoffs        # the full run: ~25 minutes on 2 idle cores (it prints its own estimate)
+    make tradeoffs        # the full run; it prints an estimate first (goal: under 30 minutes on 2 idle cores)
 
 Methods, all on tiny-pretrained (tinyprompt/compare.py runs them): the best of three hand-written hard prompts
 (chosen on a validation split), prompt tuning with 10 and 20 virtual tokens, LoRA (r=8, alpha=8, every c_attn)
@@ -13,8 +13,8 @@ from dev/test), with seed 0; the final runs use all the training rows, 3 seeds, 
 One figure per claim that the introductions to prompt tuning make against fine-tuning:
 1. trainable parameters; bytes stored per task: the saved artifact (a PEFT prompt adapter, a PEFT LoRA adapter,
    a float32 checkpoint);
-2. per training step, each (shape, method) in its own fresh process: seconds (marginal time of extra steps, so
-   set-up is left out), FLOPs (forward + backward, counted analytically: compare.step_flops), AdamW state bytes
+2. per training step, each (shape, method) in its own fresh process, measured last: seconds (the median time
+   between two updates, so the first step and the set-up are left out), FLOPs (forward + backward, counted analytically: compare.step_flops), AdamW state bytes
    and peak RSS (VmHWM) -- on tiny-pretrained and on GPT-2 124M's shapes with random weights, batch 8 x 64
    tokens, 2 targets a row (a label and EOS, as SST-2);
 3. data efficiency: SST-2 dev accuracy after 16, 64, 256 and 2,000 training rows, 3 seeds (the rows drawn per
