@@ -31,6 +31,7 @@ Results are cached run by run in <out>/tradeoffs-cache.json, so an interrupted r
 """
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -120,7 +121,8 @@ def cost_worker(shape, method, steps, scratch):
             "flops_per_step": compare.step_flops(model.config, method, COST_B, COST_T, COST_B * COST_TARGETS),
             "trainable_params": compare.trainable_params(model.config, method),
             "optimizer_state_bytes": compare.optimizer_state_bytes(model.config, method),
-            "model_bytes": compare.model_bytes(model), "peak_rss_mb": peak_rss_mb()}
+            "model_bytes": compare.model_bytes(model), "peak_rss_mb": peak_rss_mb(),
+            "config": dataclasses.asdict(model.config)}
 
 
 def measure_costs(settings, scratch, log):
