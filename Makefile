@@ -2,9 +2,11 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed-core
 REF_STAMP := .venv/.installed-reference
-MODEL ?= gpt2
+# `make demo`: tiny-pretrained, shipped in the package (~1 minute); `make demo MODEL=gpt2`: the real GPT-2
+# (500 MB, downloaded once; it says how long it will take, then shows progress)
+MODEL ?= tiny-pretrained
 
-.PHONY: demo test test-reference test-reference-latest lint bench quality tradeoffs pretrain clean
+.PHONY: demo test test-reference test-reference-latest lint bench quality tradeoffs pretrain book clean
 
 $(PY):
 	python3 -m venv .venv
@@ -60,6 +62,16 @@ tradeoffs: $(STAMP)
 # Rebuild tinyprompt/assets/tiny-pretrained from scratch (torch; ~25 minutes on 2 cores).
 pretrain: $(REF_STAMP)
 	$(PY) pretrain/pretrain.py
+
+# The lessons as a static HTML book in lessons/out/book/ (open index.html; no network needed): every lesson run
+# as a notebook, full runs; QUICK=1 builds from the --quick runs (lessons/book.py, extra `book`).
+BOOK_STAMP := .venv/.installed-book
+$(BOOK_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[test,book]'
+	touch $@
+
+book: $(BOOK_STAMP)
+	$(PY) lessons/book.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf .venv .venv-latest weights/*/ lessons/out runs

@@ -1,6 +1,19 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 # %% [markdown]
-# # Lesson 13 -- prompt tuning or fine-tuning? The claims, measured on one model
+# # Lesson 13: prompt tuning or fine-tuning? The claims, measured on one model.
 #
+# ## What it teaches
 # Every introduction to prompt tuning sells it *against fine-tuning*: far fewer trained numbers and bytes per
 # task, less memory and compute ("energy-efficient"), less labelled data, instant task switching (many tasks in
 # one batch), no forgetting of old tasks, accuracy comparable to fine-tuning (for large models), at the price of
@@ -9,20 +22,25 @@
 # - prompt tuning (PT), 10 virtual tokens, the model frozen (`model.loss_and_grad`: no weight gradient);
 # - LoRA, r = 8 on every `c_attn` (tinyprompt/lora.py), the model frozen too;
 # - full fine-tuning (FT) of every weight (tinyprompt/finetune.py), on a copy;
+#
 # and measures each claim against its control (usually fine-tuning), then says whether it holds *here*.
 # `tinyprompt/compare.py` runs the methods; `benchmarks/tradeoffs.py` measures the same with 3 seeds, a
 # learning-rate grid, every data size and GPT-2 124M's shapes (`make tradeoffs`).
 #
-# What to look at: the claims table at the end; lessons/out/13_tradeoffs.png.
+# **The claim, measured:** every row of the claims table at the end comes out as the prose before it explains:
+# storage, optimizer memory, switching, forgetting, readability and accuracy hold against fine-tuning; compute
+# (in FLOPs) and "less data" do not.
+#
+# ## What to look at
+# - the claims table at the end, and each section's numbers before it;
+# - lessons/out/13_tradeoffs.png.
 
 # %%
-"""Lesson 13 -- prompt tuning or fine-tuning? The claims against fine-tuning, measured on tiny-pretrained."""
-
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from common import DATA, OUT, human_bytes, load, parse_args, report, save_figure, table
+from common import DATA, OUT, human_bytes, load, parse_args, report, save_figure, table, timed
 
 from tinyprompt import compare
 from tinyprompt.data import load_data, pad_batch, parse_label_words, split_validation
@@ -38,7 +56,7 @@ LR = {"pt10": 0.03, "lora": 3e-3, "ft": 3e-4}
 METHODS = list(LR)
 SEED, BATCH = 0, 8
 
-args = parse_args(__doc__)
+args = parse_args()
 model, tok = load(args)
 n_train, n_dev, steps = (160, 120, 40) if args.quick else (2000, 872, 250)
 n_few = 16  # "few": the same in both modes
@@ -132,16 +150,7 @@ alone = np.concatenate([model.logits(ids[i:i + 1], prompts[i % 2]) for i in rang
 mixed_diff = float(np.abs(mixed - alone).max())
 
 
-def timed(f, repeats=5):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-switch = {m: timed(lambda m=m: compare.load_method(OUT / f"13_{m}", m, model)) for m in METHODS}
+switch = {m: timed(lambda m=m: compare.load_method(OUT / f"13_{m}", m, model), 5)[0] for m in METHODS}
 print(f"\n4. a mixed batch of {len(mixed_rows)} rows (SST-2 and antonyms, each its own prompt) against each row "
       f"alone: max |diff| {mixed_diff:.1e}")
 print("   switching the loaded model to a saved task (load the artifact, make it usable): " +

@@ -2,7 +2,9 @@
 lesson 06 on) writing data subsets and tuning runs there too.
 
 Run a lesson from the repository root, e.g. `.venv/bin/python lessons/01_vectorization.py`; Python puts
-lessons/ first on sys.path, so `from common import ...` finds this file.
+lessons/ first on sys.path, so `from common import ...` finds this file. As a notebook (jupytext, VS Code,
+lessons/book.py) the kernel starts in lessons/, which puts it on sys.path the same way; there the flags come from
+$TINYPROMPT_LESSON_ARGS (parse_args) and each saved figure is also shown below its cell (save_figure).
 """
 
 import argparse
@@ -10,7 +12,9 @@ import csv
 import json
 import math
 import os
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -29,14 +33,25 @@ DATA = Path(__file__).resolve().parent.parent / "data"  # the data sets the repo
 FIGURE_LINE = "saved figure: "  # tests/test_lessons.py looks for lines starting with this
 
 
-def parse_args(doc):
-    """--model (default tiny-pretrained, shipped with the package: offline, seconds) and --quick (small sizes)."""
-    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0],
+def in_notebook():
+    """True when the lesson runs cell by cell in a Jupyter kernel (ipykernel), not as `python lessons/NN.py`."""
+    return "ipykernel" in sys.modules
+
+
+def parse_args(doc=None):
+    """--model (default tiny-pretrained, shipped with the package: offline, seconds) and --quick (small sizes).
+
+    As a script the flags come from the command line. In a Jupyter kernel the command line is the kernel's own
+    (`-f kernel.json`), so they come from $TINYPROMPT_LESSON_ARGS instead (e.g. "--quick", what `make book
+    QUICK=1` sets), and take their defaults when it is unset."""
+    parser = argparse.ArgumentParser(description=(doc or "a tinyprompt lesson").strip().splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny-pretrained",
                         help="tiny-pretrained (default, offline), a hub name such as gpt2, a checkpoint folder, "
                              "or tiny-random (random weights: the mechanics only)")
     parser.add_argument("--quick", action="store_true", help="small sizes so the lesson takes seconds")
+    if in_notebook():
+        return parser.parse_known_args(shlex.split(os.environ.get("TINYPROMPT_LESSON_ARGS", "")))[0]
     return parser.parse_args()
 
 
@@ -63,6 +78,9 @@ def save_figure(fig, name):
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     print(f"{FIGURE_LINE}{os.path.relpath(path)}")
+    if in_notebook():  # in a notebook the figure also shows in place, below its cell (the book's pages too)
+        from IPython.display import Image, display
+        display(Image(filename=str(path)))
     return path
 
 

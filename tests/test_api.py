@@ -84,3 +84,22 @@ def test_load_tokenizer_uses_a_cached_models_file_and_never_downloads(tmp_path, 
     warm_cache(tmp_path / "hf", "openai-community/gpt2", tmp_path / "model")
     with pytest.raises(tp.TinyPromptError, match="tokenizer.json"):
         tp.load_tokenizer("gpt2")
+
+
+def test_api_is_the_face_that_nothing_inside_the_package_imports():
+    """api.py sits above every module: the training loop, the CLI and the rest use the layers below it, so the
+    public wrapper checks arguments once, on its way in. Only __init__ re-exports it, and demo.py, a program
+    written with the public API like the lessons, uses it."""
+    import ast
+
+    users = set()
+    for path in sorted((REPO / "tinyprompt").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (
+                    (node.level == 1 and (node.module == "api" or node.module is None and any(
+                        alias.name == "api" for alias in node.names)))
+                    or node.module == "tinyprompt.api"
+                    or node.module == "tinyprompt" and any(alias.name == "api" for alias in node.names)):
+                users.add(path.name)
+    assert users <= {"__init__.py", "demo.py"}, users
+    assert "__init__.py" in users  # the scan really sees an import of api

@@ -25,7 +25,12 @@ EXCEPTIONS: dict[str, int] = {}  # "module.py": its own limit, with a comment sa
 # the Python API (api.py) and the model card (card.py): measured 2685 in 21 modules.
 # Raised to 2859 by issue 14's training (validation accuracy from epoch 0, best/, --early-stopping, rows as lists,
 # TrainConfig in config.py): measured 2859 in 22 modules.
-MAX_PACKAGE_LINES = 2872
+# Raised to 3110 by issue 23's second reliability pass: validate.py (the argument checks the CLI and the Python API
+# share), the API checking every argument, no debris after a failed tune, meaningless metrics refused: 3106 measured.
+# Raised to 2990 by issue 24: threads.py (BLAS threads by the size of the matmul, 30) and the demo's estimate,
+# dev subset and progress lines (demo.py 62 -> 140): measured 2981 in 24 modules.
+# Both together: 3217 measured in 25 modules (the baselines apart).
+MAX_PACKAGE_LINES = 3220
 # The baselines prompt tuning is weighed against (issue 21) are read apart from it and have a budget of their own:
 # finetune.py 176 + lora.py 134 measured, with room for the comparison runner that the benchmark and lesson 13 share.
 BASELINES = {"finetune.py", "lora.py", "compare.py"}

@@ -207,7 +207,7 @@ BAD_EVAL = {
     "token_dim mismatch": (["--data", "toy.jsonl", "--prompt", str(PEFT_PROMPT)], "token_dim 32"),
     "gold not a label": (["--data", "toy.jsonl", "--labels", " 1, 2"], "output ' 0' is not one of --labels"),
     "labels on text rows": (["--data", "text.jsonl", "--labels", " a"], "--labels needs input/output rows"),
-    "zero batch": (["--data", "toy.jsonl", "--batch-size", "0"], "--batch-size and --limit must be at least 1"),
+    "zero batch": (["--data", "toy.jsonl", "--batch-size", "0"], "--batch-size 0: must be at least 1"),
 }
 
 

@@ -1,7 +1,7 @@
 """Hostile input at the command line: odd text, odd numbers, tampered model files, wrong flags.
 
 Every case must end in exit status 2 and exactly one stderr line `error: ...` that names the offending
-flag, file, line or value; never a traceback. The commands run in-process (cli.main) with tiny-random from
+flag, file, line or value; never a traceback, and a tune that fails leaves no folder behind. The commands run in-process (cli.main) with tiny-random from
 a temporary cache and the hub closed; the surrogate case also runs as a real process, whose argv arrives
 from the OS with surrogateescape.
 """
@@ -71,6 +71,22 @@ def files(tmp_path_factory):
     paths["long_prompt"] = root / "long_prompt"
     save_prompt(paths["long_prompt"], np.zeros((1100, 64), np.float32), GPT2Config(50257, 1024, 64, 2, 4),
                 base_model_name_or_path="tiny-random")
+    # issue 23: rows whose metric means nothing, data that is no file, a LoRA adapter, a 10-token prompt
+    text_file("classes", '{"input": "fine", "output": "1"}\n{"input": "awful", "output": "0"}\n')
+    text_file("empty_output", '{"input": "1 plus 1?", "output": " 2"}\n{"input": "nothing?", "output": ""}\n')
+    text_file("toy", "".join(json.dumps({"input": f"{a} plus {b}?", "output": f" {a + b}"}) + "\n"
+                             for a in range(3) for b in range(3)))
+    paths["folder"] = root / "folder.jsonl"
+    paths["folder"].mkdir()
+    paths["fifo"] = root / "fifo.jsonl"
+    os.mkfifo(paths["fifo"])
+    paths["lora"] = root / "lora"
+    paths["lora"].mkdir()
+    (paths["lora"] / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    paths["ten"] = root / "ten"
+    save_prompt(paths["ten"], np.random.default_rng(0).normal(0, 0.1, (10, 64)).astype(np.float32),
+                GPT2Config(50257, 1024, 64, 2, 4), base_model_name_or_path="tiny-random")
+    paths["root"] = root
     return paths
 
 
@@ -112,6 +128,29 @@ CASES = {  # name: (argv, a text the one error line must contain)
                                                    "--num-virtual-tokens: a prompt of 5000 tokens leaves no room"),
     "duplicate labels": (["eval", *T, "--data", "{good}", "--labels", " 2, 3, 2"], "appears twice"),
     "inspect a hub adapter offline": (["inspect", "{adapter}"], "'gpt2' is not a local folder: name it with --model"),
+    # issue 23: what still broke
+    "tune seed -1": (["tune", *T, "--data", "{good}", "--out", "{root}/seed", "--seed", "-1"],
+                     "--seed -1: must be at least 0"),
+    "a template's huge format spec": (["eval", *T, "--data", "{good}", "--template", "{{input:>100000000}}"],
+                                      "'{input:>100000000}': write {input} without a format spec or conversion"),
+    "a template's conversion": (["tune", *T, "--data", "{good}", "--out", "{root}/conv", "--template", "{{input!r}}"],
+                                "without a format spec or conversion"),
+    "two classes, one label word": (["eval", *T, "--data", "{classes}", "--label-words", "0= bad,1= bad"],
+                                    "--label-words '0= bad,1= bad': rank classification needs two labels at least"),
+    "one label": (["eval", *T, "--data", "{good}", "--labels", " 2"], "--labels ' 2': rank classification needs two"),
+    "an empty label": (["eval", *T, "--data", "{good}", "--labels", " 2,"], "--labels ' 2,': a label is empty"),
+    "one label word in tune": (["tune", *T, "--data", "{classes}", "--out", "{root}/one", "--val-split", "0.5",
+                                "--label-words", "0= bad,1= bad"], "rank classification needs two labels at least"),
+    "empty gold output": (["eval", *T, "--data", "{empty_output}"],
+                          "empty_output.jsonl:2: empty output: exact match would count it as right"),
+    "a label longer than the context": (["eval", *T, "--data", "{good}", "--labels", " 2," + " x" * 1100],
+                                        "too long, only"),
+    "a directory as data": (["eval", *T, "--data", "{folder}"], "folder.jsonl: a directory, not a data file"),
+    "a FIFO as data": (["tune", *T, "--data", "{fifo}", "--out", "{root}/fifo"],
+                       "fifo.jsonl: a FIFO or a device, not a data file"),
+    "val-split 1.0": (["tune", *T, "--data", "{good}", "--out", "{root}/split", "--val-split", "1.0"],
+                      "--val-split 1.0: must be between 0 and 1"),
+    "limit 0": (["eval", *T, "--data", "{good}", "--limit", "0"], "--limit 0: must be at least 1"),
 }
 
 
@@ -153,6 +192,48 @@ def test_hostile_input_is_one_error_line(name, files, offline, capsys):
     out, err = capsys.readouterr()
     assert mention in one_error_line(code, err)
     assert not out
+
+
+DEBRIS = {  # a tune that fails after --out was checked (and made): name -> (arguments, the error line mentions)
+    "bad seed": (["--seed", "-1"], "--seed -1"),
+    "diverging lr": (["--lr", "1e38", "--batch-size", "1"], "the updated prompt is not finite"),
+    "a prompt that does not fit": (["--num-virtual-tokens", "5000"], "leaves no room for text"),
+    "val-split 1.0": (["--val-split", "1.0"], "--val-split 1.0"),
+    "a LoRA adapter to start from": (["--init-from", "{lora}"], "peft_type 'LORA', expected 'PROMPT_TUNING'"),
+    "a FIFO as data": (["--data", "{fifo}"], "a FIFO or a device"),
+}
+
+
+@pytest.mark.parametrize("name", DEBRIS)
+def test_a_failed_tune_leaves_no_folder_behind(name, files, offline, tmp_path, capsys):
+    args, mention = DEBRIS[name]
+    out = tmp_path / "runs" / "new" / "run"  # none of the three exists yet
+    argv = ["tune", *T, "--data", "{toy}", "--out", str(out), "--num-virtual-tokens", "2", "--quiet", *args]
+    code = main([a.format(**files) for a in argv])
+    assert mention in one_error_line(code, capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_tune_keeps_the_folders_that_were_there(files, offline, tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "notes.txt").write_text("mine")
+    code = main(["tune", *T, "--data", str(files["toy"]), "--out", str(tmp_path / "runs" / "a" / "b"), "--quiet",
+                 "--num-virtual-tokens", "5000"])
+    one_error_line(code, capsys.readouterr().err)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["notes.txt"]
+
+
+def test_a_reader_that_closes_the_pipe_ends_inspect_quietly(files, offline):
+    """`inspect --k 1000 | head -3`: 10 lines of 1,000 tokens (~150 kB) do not fit a pipe (64 kB), so inspect
+    is still writing when head exits: no BrokenPipeError traceback, exit status 141 (128 + SIGPIPE)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TINYPROMPT_CACHE": str(offline / "weights"),
+           "HF_HUB_CACHE": str(offline / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    script = (f"{sys.executable} -m tinyprompt inspect {files['ten']} --model tiny-random --k 1000 | head -3; "
+              "exit ${PIPESTATUS[0]}")
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.stderr == "" and result.returncode == 141, result.stderr
+    assert len(result.stdout.splitlines()) == 3 and result.stdout.startswith(str(files["ten"]))
 
 
 def test_invalid_utf8_argument_from_the_os(offline, tmp_path):

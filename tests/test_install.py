@@ -33,8 +33,10 @@ def installed(tmp_path_factory):
     for file in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / file, source / file)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(source)],
-                   check=True, capture_output=True)
+    # -v -v (against --quiet's one): pip shows the build backend's own output, where setuptools warns
+    build = subprocess.run([*pip, "-v", "-v", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"),
+                            str(source)], check=True, capture_output=True, text=True)
+    (tmp / "build.log").write_text(build.stdout + build.stderr)
     venv.create(tmp / "venv", with_pip=False)
     python = tmp / "venv" / "bin" / "python"
     subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index",
@@ -44,6 +46,16 @@ def installed(tmp_path_factory):
     # The dependencies (numpy, numba, ...) from this venv, after the new one's own packages on sys.path.
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return python.parent, site
+
+
+def test_the_build_prints_no_warning_from_our_packaging(installed):
+    """setuptools once warned on every install that 'tinyprompt.assets' (a folder Python can import, with no
+    code) was absent from the `packages` configuration: the first thing a new user read."""
+    bin_dir, _ = installed
+    log = (bin_dir.parent.parent / "build.log").read_text()
+    assert "copying tinyprompt/assets/encoder.json" in log  # the log really holds setuptools' output
+    warnings = [line for line in log.splitlines() if "Warning" in line or "is absent from the" in line]
+    assert not warnings, warnings
 
 
 def run(installed, tmp_path, *command):

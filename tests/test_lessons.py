@@ -1,5 +1,6 @@
 """Every lesson runs offline in its --quick mode on its default model (tiny-pretrained), writes the figures it
-says it wrote, and -- where a lesson measures a claim against a control -- the claim holds.
+says it wrote, and -- where a lesson measures a claim against a control -- the claim holds. Each lesson is a
+jupytext percent-format script, so that it also opens and runs as a notebook (tests/test_book.py runs them so).
 
 The lessons are found by name (lessons/NN_*.py), so a new lesson is tested as soon as it exists. They run once,
 two at a time (the machine has 2 cores), in a module fixture; each test reads its lesson's run.
@@ -40,6 +41,19 @@ def runs():
 
 def test_lessons_exist():
     assert LESSONS, "no lessons/NN_*.py found"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_is_a_notebook(lesson):
+    """Each lesson is a jupytext percent-format script: it opens with a markdown cell (its title and what it
+    teaches), its prose sits in `# %% [markdown]` cells between `# %%` code cells, and it runs top to bottom,
+    with no main() behind a __main__ guard that a notebook would never call."""
+    text = lesson.read_text()
+    body = text.split("# ---\n", 2)[-1] if text.startswith("# ---\n") else text  # after jupytext's header
+    assert body.lstrip().startswith("# %% [markdown]\n# # Lesson "), f"{lesson.name} does not open with its title cell"
+    assert "# ## What it teaches" in text, f"{lesson.name}: no 'What it teaches' in its first cell"
+    assert text.count("# %% [markdown]") >= 2 and "\n# %%\n" in text, f"{lesson.name}: not in cells"
+    assert "__main__" not in text and "parse_args(" in text, f"{lesson.name}: runs behind a __main__ guard"
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])

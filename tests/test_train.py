@@ -169,3 +169,16 @@ def test_inspect_lists_norms_and_neighbours(model, tok):
     lines = inspect_prompt(prompt, model.wte, tok, k=3)
     assert lines[0].startswith("wte row norms: mean") and len(lines) == 2 + 2
     assert "'Hello' 1.00" in lines[2] and "' world' 1.00" in lines[3]
+
+
+def test_an_interrupt_before_the_first_save_leaves_no_folder(tmp_path, toy, model, tok, monkeypatch, capsys):
+    """Ctrl-C in epoch 1: the --out folder (and its parent) that the run made go again, and it says so."""
+    import importlib
+
+    def interrupt(run, group):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(importlib.import_module("tinyprompt.train"), "train_step", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path, toy, "new/run"), model, tok)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.jsonl"]
+    assert capsys.readouterr().err == "stopped in epoch 1: nothing was saved\n"

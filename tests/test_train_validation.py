@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import TOY_ROWS
 
-from tinyprompt.api import load_examples
+from tinyprompt.data import load_examples
 from tinyprompt.errors import TinyPromptError
 from tinyprompt.evaluate import evaluate
 from tinyprompt.prompt import load_prompt, save_prompt

@@ -11,11 +11,19 @@ backward pass to the prompt only.
 The functions are documented in api.py; README.md, "Python API", has a complete example.
 """
 
-from .api import evaluate, generate, load_model, load_model_or_fallback, load_tokenizer
-from .errors import TinyPromptError
+from .api import (
+    TrainConfig,
+    evaluate,
+    generate,
+    load_model,
+    load_model_or_fallback,
+    load_prompt,
+    load_tokenizer,
+    save_prompt,
+    train,
+)
+from .errors import InvalidType, InvalidValue, TinyPromptError
 from .gpt2 import GPT2
-from .prompt import load_prompt, save_prompt
-from .train import TrainConfig, train
 
-__all__ = ["GPT2", "TinyPromptError", "TrainConfig", "evaluate", "generate", "load_model",
-           "load_model_or_fallback", "load_prompt", "load_tokenizer", "save_prompt", "train"]
+__all__ = ["GPT2", "InvalidType", "InvalidValue", "TinyPromptError", "TrainConfig", "evaluate", "generate",
+           "load_model", "load_model_or_fallback", "load_prompt", "load_tokenizer", "save_prompt", "train"]

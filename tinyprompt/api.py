@@ -9,28 +9,27 @@
 Models are named as on the command line: a local folder, "tiny-pretrained", "tiny-random", or a hub name
 ("gpt2" = "openai-community/gpt2", found in or downloaded to the Hugging Face cache; see hub.py).
 Size letters: P virtual tokens, C channels, V vocabulary, T text tokens.
+
+This module is the package's face: it sits above every other module and none imports it. Each function checks
+its arguments as the command line checks its flags (validate.py, shared by both): a wrong argument is one
+TinyPromptError (an InvalidType, also a TypeError, or an InvalidValue, also a ValueError) naming it and its value.
 """
 
-import numpy as np
-
-from .data import Dataset, apply_label_words, load_data, tokenize
-from .errors import TinyPromptError
+from . import validate
+from .config import TrainConfig
+from .data import load_examples
+from .errors import InvalidType, TinyPromptError
+from .evaluate import check_labels
 from .evaluate import evaluate as evaluate_examples
 from .generate import generate as generate_ids
 from .gpt2 import GPT2
-from .hub import find_weights
+from .hub import load_model, load_tokenizer
+from .prompt import load_prompt, save_prompt
 from .tokenizer import Tokenizer
-from .tokenizer import load_tokenizer as _tokenizer_of_folder
-from .weights import load_params
+from .train import train as tune
 
-
-def load_model(name_or_path="gpt2", dtype=np.float32) -> GPT2:
-    """A frozen GPT-2 by hub name ("gpt2", "distilgpt2", "org/name"), local folder, "tiny-pretrained" or
-    "tiny-random". float32 weights are used in place (a read-only memory map); another dtype makes a copy.
-    `model.logits(input_ids [B, T], prompt [P, C])` -> [B, P+T, V]."""
-    config, params = load_params(find_weights(name_or_path))
-    model = GPT2(config, params, str(name_or_path))
-    return model if model.dtype == dtype else model.astype(dtype)
+__all__ = ["TrainConfig", "evaluate", "generate", "load_model", "load_model_or_fallback", "load_prompt",
+           "load_tokenizer", "save_prompt", "train"]
 
 
 def load_model_or_fallback(name_or_path="gpt2") -> GPT2:
@@ -43,22 +42,18 @@ def load_model_or_fallback(name_or_path="gpt2") -> GPT2:
         return load_model("tiny-pretrained")
 
 
-def load_tokenizer(name_or_path=None) -> Tokenizer:
-    """The tokenizer of a model (its folder's tokenizer.json), else the bundled GPT-2 one. Never downloads:
-    a hub model that is not in the cache gets the bundled tokenizer, which every GPT-2 size shares."""
-    folder = None
-    if name_or_path is not None:
-        try:
-            folder = find_weights(name_or_path, local_files_only=True)
-        except TinyPromptError:  # not on this machine: load_model will say so, if it is ever asked for
-            pass
-    return _tokenizer_of_folder(folder)
+def check_model(model, tokenizer):
+    validate.instance("model", model, GPT2, "tp.load_model")
+    validate.instance("tokenizer", tokenizer, Tokenizer, "tp.load_tokenizer")
 
 
-def generate(model: GPT2, tokenizer: Tokenizer, text: str, prompt=None, **sampling) -> str:
-    """The continuation of `text` (without `text` itself) after the soft prompt [P, C] or none.
-    `sampling`: max_new_tokens=50, temperature=0.0 (greedy), top_k, top_p, repetition_penalty, seed."""
-    new = generate_ids(model, tokenizer.encode(text), prompt, eos_id=tokenizer.eos_id, **sampling)
+def generate(model: GPT2, tokenizer: Tokenizer, text: str, prompt=None, max_new_tokens=50, temperature=0.0,
+             top_k=0, top_p=1.0, repetition_penalty=1.0, seed=0) -> str:
+    """The continuation of `text` (without `text` itself) after the soft prompt [P, C] or none: greedy when
+    temperature == 0, else sampled (top_k 0 = all tokens; repetition_penalty > 1 avoids repeats)."""
+    check_model(model, tokenizer)
+    new = generate_ids(model, tokenizer.encode(validate.text("text", text, empty=True)), prompt, max_new_tokens,
+                       temperature, top_k, top_p, repetition_penalty, tokenizer.eos_id, seed)
     return tokenizer.decode(new)
 
 
@@ -67,29 +62,26 @@ def evaluate(model: GPT2, tokenizer: Tokenizer, data, prompt=None, labels=None, 
     """{"loss", "exact_match", "accuracy"} of a soft prompt [P, C] (or none) on `data`: a .jsonl/.csv/.tsv
     file, or a list of {"input", "output"} (or {"text"}) dicts. `labels` (e.g. [" negative", " positive"])
     turn on rank classification; a metric that does not apply is None."""
+    check_model(model, tokenizer)
+    validate.prompt("prompt", prompt, model.config.n_embd)
+    labels = None if labels is None else check_labels(labels)
+    batch_size = validate.integer("batch_size", batch_size, low=1)
+    validate.rows_or_path("data", data)
     P = 0 if prompt is None else len(prompt)
-    examples = load_examples(data, tokenizer, template=template, max_length=model.config.n_positions - P).examples
-    return evaluate_examples(model, prompt, examples, tokenizer, labels, batch_size)
+    data = load_examples(data, tokenizer, template=validate.text("template", template, empty=True),
+                         max_length=model.config.n_positions - P)
+    if labels and data.kind != "pairs":
+        raise TinyPromptError(f"{data.path}: labels need input/output rows, not text rows")
+    return evaluate_examples(model, prompt, data.examples, tokenizer, labels, batch_size, quiet=True)
 
 
-def load_examples(data, tokenizer, name="data", label_words=None, **options) -> Dataset:
-    """`data` as token ids + labels: a file (data.load_data, which takes `options`), or a list of
-    {"input", "output"} or {"text"} dicts (template, max_length and truncate apply; `name` is what messages
-    call it)."""
-    if not isinstance(data, list):
-        return load_data(data, tokenizer, label_words=label_words, **options)
-    if not data or not all(isinstance(row, dict) for row in data):
-        raise TinyPromptError(f"{name}: expected a non-empty list of dicts, or a file")
-    kind = "pairs" if "input" in data[0] else "text"
-    for i, row in enumerate(data, 1):
-        for key in ("input", "output") if kind == "pairs" else ("text",):
-            if not isinstance(row.get(key), str):
-                raise TinyPromptError(f"{name}:{i}: {key!r} must be a string, got {type(row.get(key)).__name__}")
-    columns = [k for k in ("input_column", "output_column", "text_column") if options.get(k)]
-    if columns:
-        raise TinyPromptError(f"{name}: {columns[0]} is for files; a list's keys are input/output or text")
-    rows = [(i, dict(row)) for i, row in enumerate(data, 1)]  # copies: the label words replace outputs in place
-    if label_words:
-        rows = apply_label_words(rows, kind, label_words, name)
-    keep = {k: options[k] for k in ("template", "max_length", "truncate") if k in options}
-    return tokenize(rows, kind, tokenizer, path=name, **keep)
+def train(config: TrainConfig, model: GPT2 = None, tokenizer: Tokenizer = None, on_epoch_end=None):
+    """Tune a soft prompt as `config` says (`tinyprompt tune`'s flags, one field each); -> (prompt [P, C],
+    metrics). `model` and `tokenizer` default to config.model's; `on_epoch_end(epoch, prompt, metrics)` runs after
+    each epoch's files are saved in config.out. A run that fails before its first save leaves no folder behind."""
+    validate.instance("config", config, TrainConfig, "tp.TrainConfig(data=..., out=...)")
+    validate.instance("model", model, GPT2, "tp.load_model, or None: config.model's", optional=True)
+    validate.instance("tokenizer", tokenizer, Tokenizer, "tp.load_tokenizer, or None: config.model's", optional=True)
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise InvalidType(f"on_epoch_end {validate.shown(on_epoch_end)}: must be a function or None")
+    return tune(config, model, tokenizer, on_epoch_end)

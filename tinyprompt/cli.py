@@ -38,25 +38,15 @@ def cmd_download(args):
 
 
 def check_sampling_args(args):
-    """Refuse sampling settings that have no meaning, before the model loads."""
-    import math
+    """Refuse sampling settings that have no meaning, before the model loads (the checks of tp.generate)."""
+    from .validate import sampling
 
-    checks = [("--max-new-tokens", args.max_new_tokens, args.max_new_tokens >= 0, "at least 0"),
-              ("--temperature", args.temperature, math.isfinite(args.temperature) and args.temperature >= 0,
-               "a finite number >= 0"),
-              ("--top-k", args.top_k, args.top_k >= 0, "at least 0 (0 = all tokens)"),
-              ("--top-p", args.top_p, 0 < args.top_p <= 1, "in (0, 1]"),
-              ("--repetition-penalty", args.repetition_penalty,
-               math.isfinite(args.repetition_penalty) and args.repetition_penalty > 0, "a finite number > 0"),
-              ("--seed", args.seed, args.seed >= 0, "at least 0")]
-    for flag, value, ok, rule in checks:
-        if not ok:
-            raise TinyPromptError(f"{flag} {value}: must be {rule}")
+    sampling("cli", args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
 
 
 def cmd_generate(args):
-    from .api import load_model, load_tokenizer
     from .generate import generate
+    from .hub import load_model, load_tokenizer
 
     check_sampling_args(args)
     if not args.text:
@@ -100,13 +90,15 @@ def cmd_tune(args):
 
 
 def cmd_eval(args):
-    from .api import load_model, load_tokenizer
-    from .data import load_data, parse_label_words
-    from .evaluate import evaluate, format_results, parse_labels, with_prefix
+    from .data import check_template, load_data, parse_label_words
+    from .evaluate import check_scorable, evaluate, format_results, parse_labels, with_prefix
+    from .hub import load_model, load_tokenizer
     from .prompt import check_prompt_fits, load_prompt
+    from .validate import integer
 
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        raise TinyPromptError("--batch-size and --limit must be at least 1")
+    integer("--batch-size", args.batch_size, low=1)
+    integer("--limit", args.limit, low=1, optional=True)
+    check_template(args.template)
     words = parse_label_words(args.label_words) if args.label_words else None
     labels = parse_labels(args.labels, args.label_words)
     model, tok = load_model(args.model), load_tokenizer(args.model)
@@ -120,6 +112,7 @@ def cmd_eval(args):
     if labels and data.kind != "pairs":
         raise TinyPromptError(f"{args.data}: --labels needs input/output rows, not text rows")
     examples = data.examples[: args.limit]
+    check_scorable(examples, tok, labels, model.config.n_positions - longest - max(e.n_input for e in examples))
     print(f"eval: {args.data}, {len(examples)} rows ({data.kind})" + (f", labels {labels}" if labels else ""))
     results = [(name, evaluate(model, prompt, with_prefix(examples, prefix), tok, labels, args.batch_size,
                                args.quiet)) for name, prompt, prefix in runs]
@@ -137,12 +130,12 @@ def offline_base_model(adapter, base):
 
 
 def cmd_inspect(args):
-    from .api import load_model, load_tokenizer
     from .evaluate import inspect_prompt
+    from .hub import load_model, load_tokenizer
     from .prompt import load_prompt
+    from .validate import integer
 
-    if args.k < 1:
-        raise TinyPromptError(f"--k {args.k}: must be at least 1")
+    integer("--k", args.k, low=1)
     prompt, fields = load_prompt(args.adapter)
     name = args.model or offline_base_model(args.adapter, fields.get("base_model_name_or_path"))
     model, tok = load_model(name), load_tokenizer(name)
@@ -278,13 +271,27 @@ def main(argv=None):
         check_text(argv)
         args = build_parser().parse_args(argv)
         args.run(args)
+        sys.stdout.flush()  # here, not at exit: a reader that closed the pipe is caught below
     except TinyPromptError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout was closed by its reader (`| head`): stop quietly, as `cat` does
+        stdout_to_devnull()
+        return 141  # 128 + SIGPIPE, the shell's status for a process a closed pipe ended
     return 0
+
+
+def stdout_to_devnull():
+    """Point stdout at /dev/null, so that Python's flush at exit does not fail on the closed pipe again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing will flush it
+        pass
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """The settings of a tuning run (TrainConfig: `tinyprompt tune`'s flags, one field each) and their checks."""
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .errors import TinyPromptError
+from . import validate
+from .data import check_template, parse_label_words
+from .errors import InvalidValue
+from .evaluate import parse_labels
 from .optim import SCHEDULES
 from .prompt import INIT_METHODS
+from .run import MAX_EPOCHS
 
 DEFAULT_VIRTUAL_TOKENS = 20  # Lester et al.: 20 tokens already get most of the gain of 100 on T5
 OPTIMIZERS = ("adamw", "sgd", "adafactor")
@@ -51,29 +54,46 @@ class TrainConfig:
 
 
 def check_config(cfg):
-    """Refuse impossible settings before anything is loaded or written."""
+    """Refuse impossible settings before anything is loaded or written (validate.py, shared with the API);
+    -> cfg with every value in its plain form (paths as str, NumPy numbers as int or float)."""
     def need(ok, message):
         if not ok:
-            raise TinyPromptError(message)
-    need(cfg.data, "--data is required")
-    need(cfg.out, "--out is required")
-    need(cfg.lr is None or (math.isfinite(cfg.lr) and cfg.lr > 0), f"--lr {cfg.lr}: must be a positive number")
-    for flag, value in (("epochs", cfg.epochs), ("batch-size", cfg.batch_size),
-                        ("accumulation-steps", cfg.accumulation_steps)):
-        need(value >= 1, f"--{flag} {value}: must be at least 1")
-    P = cfg.num_virtual_tokens
-    need(P is None or P >= 1, f"--num-virtual-tokens {P}: must be at least 1")
-    need(cfg.warmup_steps >= 0, f"--warmup-steps {cfg.warmup_steps}: must be 0 or more")
-    need(math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0, f"--weight-decay {cfg.weight_decay}: must be >= 0")
-    need(cfg.max_grad_norm is None or cfg.max_grad_norm > 0, f"--max-grad-norm {cfg.max_grad_norm}: must be > 0")
-    need(cfg.optimizer in OPTIMIZERS, f"--optimizer {cfg.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
-    need(cfg.lr_schedule in SCHEDULES, f"--lr-schedule {cfg.lr_schedule!r}: choose {', '.join(SCHEDULES)}")
-    need(cfg.init in INIT_METHODS, f"--init {cfg.init!r}: choose {', '.join(INIT_METHODS)}")
+            raise InvalidValue(message)
+    v = validate
+    need(not isinstance(cfg.data, (str, list)) or cfg.data, "--data is required")
+    need(not isinstance(cfg.out, str) or cfg.out, "--out is required")
+    P = v.integer("--num-virtual-tokens", cfg.num_virtual_tokens, low=1, optional=True)
+    plain = {"model": v.path("--model", cfg.model), "data": v.rows_or_path("--data", cfg.data),
+             "out": v.path("--out", cfg.out), "val_data": v.rows_or_path("--val-data", cfg.val_data, optional=True),
+             "init_from": v.path("--init-from", cfg.init_from, optional=True), "num_virtual_tokens": P,
+             "lr": v.number("--lr", cfg.lr, lambda x: x > 0, "a positive number", optional=True),
+             "epochs": v.integer("--epochs", cfg.epochs, low=1, high=MAX_EPOCHS),
+             "batch_size": v.integer("--batch-size", cfg.batch_size, low=1),
+             "accumulation_steps": v.integer("--accumulation-steps", cfg.accumulation_steps, low=1),
+             "warmup_steps": v.integer("--warmup-steps", cfg.warmup_steps, low=0),
+             "early_stopping": v.integer("--early-stopping", cfg.early_stopping, low=1, optional=True),
+             "seed": v.integer("--seed", cfg.seed, low=0),
+             "weight_decay": v.number("--weight-decay", cfg.weight_decay, lambda x: x >= 0, ">= 0"),
+             "max_grad_norm": v.number("--max-grad-norm", cfg.max_grad_norm, lambda x: x > 0, "> 0", optional=True),
+             "val_split": v.number("--val-split", cfg.val_split, lambda x: 0 < x < 1, "between 0 and 1",
+                                   optional=True)}
+    for name in ("shuffle", "truncate", "overwrite", "resume", "quiet"):
+        v.flag(f"--{name}", getattr(cfg, name))
+    for name in ("init_text", "labels", "input_column", "output_column", "text_column", "label_words"):
+        v.text(f"--{name.replace('_', '-')}", getattr(cfg, name), optional=True)
+    v.choice("--optimizer", v.text("--optimizer", cfg.optimizer), OPTIMIZERS)
+    v.choice("--lr-schedule", v.text("--lr-schedule", cfg.lr_schedule), SCHEDULES)
+    v.choice("--init", v.text("--init", cfg.init), INIT_METHODS)
+    check_template(v.text("--template", cfg.template, empty=True))
     need(cfg.init != "text" or cfg.init_from or cfg.init_text, "--init text needs a non-empty --init-text")
     need(cfg.init_text is None or cfg.init == "text", "--init-text is used only with --init text")
     need(not (cfg.val_data and cfg.val_split is not None), "give --val-data or --val-split, not both")
     need(not (cfg.overwrite and cfg.resume), "give --overwrite or --resume, not both")
-    need(cfg.early_stopping is None or cfg.early_stopping >= 1, f"--early-stopping {cfg.early_stopping}: must be "
-         "at least 1")
-    need(cfg.early_stopping is None or cfg.val_data or cfg.val_split is not None,
-         "--early-stopping needs validation data: give --val-data or --val-split")
+    validation = cfg.val_data or cfg.val_split is not None
+    need(cfg.early_stopping is None or validation, "--early-stopping needs validation data: give --val-data or "
+         "--val-split")
+    if cfg.label_words:
+        parse_label_words(cfg.label_words)
+    if validation:  # the validation labels (two at least, none empty), before any file is written
+        parse_labels(cfg.labels, cfg.label_words)
+    return replace(cfg, **plain)

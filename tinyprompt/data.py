@@ -19,11 +19,13 @@ Size letters: B batch, T the longest row of the batch.
 
 import csv
 import json
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tinyprompt import validate
 from tinyprompt.errors import TinyPromptError
 
 IGNORE_INDEX = -100  # label of a position that does not count in the loss (transformers' convention)
@@ -61,8 +63,9 @@ def read_rows(path, input_column=None, output_column=None, text_column=None):
     CSV header); every row must then have those fields, as strings.
     """
     path = Path(path)
-    if not path.is_file():
-        raise TinyPromptError(f"{path}: no such data file")
+    if not path.is_file():  # reading a FIFO would wait for a writer, a device may never end
+        what = "a directory" if path.is_dir() else "a FIFO or a device" if path.exists() else None
+        raise TinyPromptError(f"{path}: {what}, not a data file" if what else f"{path}: no such data file")
     if (input_column is None) != (output_column is None):
         raise TinyPromptError("give both --input-column and --output-column, or neither")
     if input_column is not None and text_column is not None:
@@ -75,6 +78,8 @@ def read_rows(path, input_column=None, output_column=None, text_column=None):
             raw = list(_jsonl(f, path) if suffix == ".jsonl" else _csv(f, path, suffix))
     except UnicodeDecodeError as e:
         raise TinyPromptError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:  # permission denied, an I/O error
+        raise TinyPromptError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not raw:
         raise TinyPromptError(f"{path}: no rows")
     fields = raw[0][1].keys()  # the first JSONL row, or the CSV header
@@ -138,12 +143,18 @@ def _csv(f, path, suffix):
 
 
 def check_template(template):
-    """The template must use {input} once or more and nothing else (literal braces are written {{ }})."""
+    """The template must use {input} once or more and nothing else (literal braces are written {{ }}), and as
+    it is: a format spec or a conversion ({input:>100000000}) could make each row gigabytes long."""
     try:
-        probe = template.format(input="\0")
-    except (KeyError, IndexError, ValueError) as e:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as e:
         raise TinyPromptError(f"--template {template!r}: only {{input}} may appear in braces ({e!r})") from None
-    if "\0" not in probe:
+    if any(name != "input" for name, _, _ in fields):
+        raise TinyPromptError(f"--template {template!r}: only {{input}} may appear in braces")
+    if any(spec or conversion for _, spec, conversion in fields):
+        raise TinyPromptError(f"--template {template[:60]!r}: write {{input}} without a format spec or conversion")
+    if not fields:
         raise TinyPromptError(f"--template {template!r} does not contain {{input}}")
 
 
@@ -230,6 +241,28 @@ def load_data(path, tokenizer, template="{input}", max_length=None, truncate=Fal
     if label_words:
         rows = apply_label_words(rows, kind, label_words, path)
     return tokenize(rows, kind, tokenizer, template, max_length, truncate, path)
+
+
+def load_examples(data, tokenizer, name="data", label_words=None, **options) -> Dataset:
+    """`data` as token ids + labels: a file (load_data, which takes `options`), or a list of {"input",
+    "output"} or {"text"} dicts (template, max_length and truncate apply; `name` is what messages call it)."""
+    if not isinstance(validate.rows_or_path(name, data), list):
+        return load_data(data, tokenizer, label_words=label_words, **options)
+    if not data or not all(isinstance(row, dict) for row in data):
+        raise TinyPromptError(f"{name}: expected a non-empty list of dicts, or a file")
+    kind = "pairs" if "input" in data[0] else "text"
+    for i, row in enumerate(data, 1):
+        for key in ("input", "output") if kind == "pairs" else ("text",):
+            if not isinstance(row.get(key), str):
+                raise TinyPromptError(f"{name}:{i}: {key!r} must be a string, got {type(row.get(key)).__name__}")
+    columns = [k for k in ("input_column", "output_column", "text_column") if options.get(k)]
+    if columns:
+        raise TinyPromptError(f"{name}: {columns[0]} is for files; a list's keys are input/output or text")
+    rows = [(i, dict(row)) for i, row in enumerate(data, 1)]  # copies: the label words replace outputs in place
+    if label_words:
+        rows = apply_label_words(rows, kind, label_words, name)
+    keep = {k: options[k] for k in ("template", "max_length", "truncate") if k in options}
+    return tokenize(rows, kind, tokenizer, path=name, **keep)
 
 
 def split_validation(examples, fraction, seed=0):

@@ -22,8 +22,9 @@ import sys
 
 import numpy as np
 
+from . import validate
 from .data import IGNORE_INDEX, Example, pad_batch, parse_label_words
-from .errors import TinyPromptError
+from .errors import InvalidType, InvalidValue, TinyPromptError
 from .prompt import nearest_tokens
 
 
@@ -90,28 +91,55 @@ def parse_labels(labels, label_words=None):
     """--labels " negative"," positive" -> [" negative", " positive"]; without it the distinct words of
     --label-words (a classification task's classes); None when neither is given."""
     if not labels:
-        return list(dict.fromkeys(parse_label_words(label_words).values())) if label_words else None
-    found = labels.split(",")
-    if len(set(found)) < len(found):
-        raise TinyPromptError(f"--labels {labels!r}: a label appears twice")
-    return found
+        words = list(dict.fromkeys(parse_label_words(label_words).values())) if label_words else None
+        return words and check_labels(words, "--label-words", label_words)
+    return check_labels(labels.split(","), "--labels", labels)
+
+
+def check_labels(labels, name="labels", given=None):
+    """Rank-classification labels: two distinct non-empty strings at least. With one label, or an empty one
+    (no tokens: log-probability 0, the highest there is), the same label always wins: a meaningless accuracy."""
+    given = labels if given is None else given
+    validate.of_type(name, labels, (list, tuple), "a list of label strings")
+    if not all(isinstance(label, str) for label in labels):
+        raise InvalidType(f"{name} {validate.shown(given)}: every label must be a string")
+    for problem, found in (("a label is empty", "" in labels), ("a label appears twice", len(set(labels)) < len(labels)),
+                           ("rank classification needs two labels at least", len(labels) < 2)):
+        if found:
+            raise InvalidValue(f"{name} {validate.shown(given)}: {problem}")
+    return list(labels)
+
+
+def check_scorable(examples, tokenizer, labels, room):
+    """Refuse, before any forward pass, what would score without meaning: an empty output (exact match would count
+    it as right whatever the prompt), an output that is not a label, a label that does not fit in the `room`
+    tokens left after the longest input (only that much of it is encoded). -> the labels' token ids, or None."""
+    for e in examples:
+        if e.output == "":
+            raise TinyPromptError(f"{e.where}: empty output: exact match would count it as right whatever the prompt")
+        if labels and e.output not in labels:
+            raise TinyPromptError(f"{e.where}: output {e.output!r} is not one of --labels {validate.shown(labels)}")
+    label_ids = [tokenizer.encode_start(label, room + 1) for label in labels or []]
+    for label, ids in zip(labels or [], label_ids):
+        if len(ids) > room:
+            raise TinyPromptError(f"label {validate.shown(label)}: too long, only {room} tokens fit after the "
+                                  "longest input")
+    return label_ids if labels else None
 
 
 def evaluate(model, prompt, examples, tokenizer, labels=None, batch_size=8, quiet=False):
     """One row of `tinyprompt eval`: {"loss", "exact_match", "accuracy"} (None where it does not apply).
     `labels`: the label strings for rank classification; every row's output must be one of them.
     quiet=False: progress bars on a terminal."""
+    P = 0 if prompt is None else prompt.shape[-2]
+    label_ids = check_scorable(examples, tokenizer, labels, model.config.n_positions - P - max(e.n_input for e in
+                                                                                                examples))
     loss, exact = loss_and_exact_match(model, prompt, examples, tokenizer.eos_id, batch_size, quiet)
     accuracy = None
     if labels:
-        gold = []
-        for e in examples:
-            if e.output not in labels:
-                raise TinyPromptError(f"{e.where}: output {e.output!r} is not one of --labels {labels}")
-            gold.append(labels.index(e.output))
-        label_ids = [tokenizer.encode(label) for label in labels]
+        gold = np.array([labels.index(e.output) for e in examples])
         predicted = rank_classify(model, prompt, examples, label_ids, tokenizer.eos_id, batch_size, quiet)
-        accuracy = float(np.mean(predicted == np.array(gold)))
+        accuracy = float(np.mean(predicted == gold))
     return {"loss": loss, "exact_match": exact, "accuracy": accuracy}
 
 

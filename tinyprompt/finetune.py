@@ -25,6 +25,7 @@ from .errors import TinyPromptError
 from .gpt2 import GPT2, F
 from .layers import merge_heads, split_heads
 from .optim import AdamW, clip_grad_norm
+from .threads import matmul  # as gpt2.py: a big product on every core, a small one on one
 from .weights import flatten, param_shapes, unflatten
 
 # --- one flat vector, a view per weight (llm.c's layout) ---------------------------------------
@@ -95,7 +96,7 @@ def linear_weight_grads(x, dy, grads, prefix):
     """forward: y = x @ W + b  ->  dW = x.T @ dy [in, out], db = sum of dy over every position [out]."""
     if prefix + ".weight" in grads:
         x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])  # [B*T, in], [B*T, out]
-        grads[prefix + ".weight"] += x2.T @ dy2  # [in, B*T] @ [B*T, out] -> [in, out]
+        grads[prefix + ".weight"] += matmul(x2.T, dy2)  # [in, B*T] @ [B*T, out] -> [in, out]
         grads[prefix + ".bias"] += dy2.sum(axis=0)
 
 
@@ -154,13 +155,13 @@ def loss_and_grads_into(model, input_ids, labels, grads, loras=None):
                                  lora=None if loras is None else loras[i])
         caches.append(cache)
     h, ln_f_cache = F.layer_norm_forward(x[b, p], **model.params["ln_f"], eps=cfg.layer_norm_epsilon)  # [M, C]
-    loss, ce_cache = F.cross_entropy_forward(h @ wte.T, target)  # logits only where a target is: [M, V]
+    loss, ce_cache = F.cross_entropy_forward(matmul(h, wte.T), target)  # logits only where a target is: [M, V]
 
     # forward: loss = cross_entropy(h @ wte.T): the head is wte itself, so wte gets its first gradient here
     dlogits = F.cross_entropy_backward(ce_cache)  # [M, V]
     if "wte.weight" in grads:
-        grads["wte.weight"] += dlogits.T @ h  # [V, M] @ [M, C] -> [V, C]
-    dh = dlogits @ wte  # [M, V] -> [M, C]
+        grads["wte.weight"] += matmul(dlogits.T, h)  # [V, M] @ [M, C] -> [V, C]
+    dh = matmul(dlogits, wte)  # [M, V] -> [M, C]
     layer_norm_weight_grads(dh, ln_f_cache, grads, "ln_f")
     dx = np.zeros_like(x)  # [B, T, C]; positions without a target get nothing from the head
     dx[b, p] = F.layer_norm_backward(dh, ln_f_cache)

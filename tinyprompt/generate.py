@@ -8,7 +8,8 @@ and reused by every step.
 
 import numpy as np
 
-from .errors import TinyPromptError
+from . import validate
+from .errors import InvalidValue, TinyPromptError
 from .gpt2 import present
 
 
@@ -44,10 +45,13 @@ def generate(model, input_ids, prompt=None, max_new_tokens=50, temperature=0.0, 
              repetition_penalty=1.0, eos_id=50256, seed=0):
     """Continue `input_ids` (a list of ints) after the soft prompt [P, C] (or none). Returns the new ids,
     stopping at `eos_id` (included) or after `max_new_tokens`."""
-    if temperature < 0 or not 0 < top_p <= 1 or repetition_penalty <= 0 or max_new_tokens < 0:
-        raise TinyPromptError("need temperature >= 0, 0 < top_p <= 1, repetition_penalty > 0, max_new_tokens >= 0")
+    options = validate.sampling("python", max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
+    max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed = options.values()
+    validate.prompt("prompt", prompt, model.config.n_embd)
     rng = np.random.default_rng(seed)
     ids = list(input_ids)
+    if not ids and prompt is None:
+        raise InvalidValue("the text to continue is empty and there is no prompt: nothing to continue from")
     x = model.embed(np.array([ids], dtype=np.int64), prompt)  # [1, P+T, C]
     room = model.config.n_positions - x.shape[1]
     if max_new_tokens > room:

@@ -15,6 +15,7 @@ import numpy as np
 from .data import IGNORE_INDEX
 from .errors import TinyPromptError
 from .layers import merge_heads, split_heads  # plain reshapes: the same for kernels and twins
+from .threads import matmul  # `@` on one BLAS thread or all, by the size of the product
 
 # The ops: the Numba kernels, or their readable NumPy twins with TINYPROMPT_KERNELS=numpy (same names,
 # same results; tests/test_kernels.py holds them to it).
@@ -187,7 +188,7 @@ class GPT2:
     def head(self, x):
         """[..., C] -> [..., V]: the final layer norm, then the output head tied to wte (no copy)."""
         h, _ = F.layer_norm_forward(x, **self.params["ln_f"], eps=self.config.layer_norm_epsilon)
-        return (h.reshape(-1, h.shape[-1]) @ self.wte.T).reshape(*h.shape[:-1], -1)  # one 2-D matmul, not B
+        return matmul(h.reshape(-1, h.shape[-1]), self.wte.T).reshape(*h.shape[:-1], -1)  # one 2-D matmul, not B
 
     def logits(self, input_ids, prompt=None):
         """ids [B, T] (+ prompt [P, C], or [B, P, C] for a prompt per row) -> logits [B, P+T, V], equal to
@@ -248,7 +249,7 @@ class GPT2:
         x = np.concatenate([np.broadcast_to(xp, (B, P, xp.shape[2])), xt], axis=1)  # [B, P + T - start, C]
         p = np.where(p < P, p, p - start)  # the targets' rows in x
         h, ln_f_cache = F.layer_norm_forward(x[b, p], **self.params["ln_f"], eps=self.config.layer_norm_epsilon)
-        logits = h @ self.wte.T  # [M, C] -> [M, V], only where a target is
+        logits = matmul(h, self.wte.T)  # [M, C] -> [M, V], only where a target is
         loss, ce_cache = F.cross_entropy_forward(logits, target)
         return float(loss), StepCache(P, prompt_caches, text_caches, x.shape, b, p, ln_f_cache, ce_cache)
 
@@ -258,7 +259,7 @@ class GPT2:
         # forward: loss = cross_entropy(logits, target)
         dlogits = F.cross_entropy_backward(cache.ce)  # [M, V]
         # forward: logits = h @ wte.T  ->  dh = dlogits @ wte
-        dh = dlogits @ self.wte  # [M, V] -> [M, C]
+        dh = matmul(dlogits, self.wte)  # [M, V] -> [M, C]
         # forward: h = ln_f(x[b, p]); positions without a target get no gradient from the head
         dx = np.zeros(cache.x_shape, self.dtype)  # [B, P + T - start, C]
         dx[cache.b, cache.p] = F.layer_norm_backward(dh, cache.ln_f)  # (b, p) pairs are distinct: assignment

@@ -1,7 +1,7 @@
 """Where checkpoints come from: a local folder, a model tinyprompt ships or writes, or the Hugging Face hub.
 
 `find_weights(name_or_path)` always ends in a folder with `config.json` and `model.safetensors`, which
-`weights.load_params` then memory-maps:
+`weights.load_params` then memory-maps (`load_model` does both, `load_tokenizer` finds the model's tokenizer):
 
     find_weights("path/to/folder")   # a local checkpoint folder, used as is
     find_weights("tiny-pretrained")  # tinyprompt/assets/tiny-pretrained/: a small GPT-2 pretrained here
@@ -19,9 +19,14 @@ import re
 import shutil
 from pathlib import Path
 
-from tinyprompt.errors import TinyPromptError
-from tinyprompt.tokenizer import write_tokenizer_json
-from tinyprompt.weights import GPT2Config, random_params, save_checkpoint
+import numpy as np
+
+from tinyprompt import validate
+from tinyprompt.errors import InvalidType, TinyPromptError
+from tinyprompt.gpt2 import GPT2
+from tinyprompt.tokenizer import Tokenizer, write_tokenizer_json
+from tinyprompt.tokenizer import load_tokenizer as tokenizer_of_folder
+from tinyprompt.weights import GPT2Config, load_params, random_params, save_checkpoint
 
 # The short names that transformers still accepts, and the hub ids they now live under.
 ALIASES = {"gpt2": "openai-community/gpt2", "gpt2-medium": "openai-community/gpt2-medium",
@@ -62,6 +67,30 @@ def find_weights(name_or_path, local_files_only=False) -> Path:
     if not HUB_NAME.fullmatch(name):
         raise TinyPromptError(f"{name}: no such folder, and not a Hugging Face hub name")
     return _check_folder(_snapshot(name, local_files_only=local_files_only), name)
+
+
+def load_model(name_or_path="gpt2", dtype=np.float32) -> GPT2:
+    """A frozen GPT-2 by hub name ("gpt2", "distilgpt2", "org/name"), local folder, "tiny-pretrained" or
+    "tiny-random". float32 weights are used in place (a read-only memory map); another dtype makes a copy.
+    `model.logits(input_ids [B, T], prompt [P, C])` -> [B, P+T, V]."""
+    validate.path("name_or_path", name_or_path)
+    if not (isinstance(dtype, type) and dtype in (np.float16, np.float32, np.float64)):
+        raise InvalidType(f"dtype {validate.shown(dtype)}: must be np.float16, np.float32 or np.float64")
+    config, params = load_params(find_weights(name_or_path))
+    model = GPT2(config, params, str(name_or_path))
+    return model if model.dtype == dtype else model.astype(dtype)
+
+
+def load_tokenizer(name_or_path=None) -> Tokenizer:
+    """The tokenizer of a model (its folder's tokenizer.json), else the bundled GPT-2 one. Never downloads:
+    a hub model that is not in the cache gets the bundled tokenizer, which every GPT-2 size shares."""
+    folder = None
+    if validate.path("name_or_path", name_or_path, optional=True) is not None:
+        try:
+            folder = find_weights(name_or_path, local_files_only=True)
+        except TinyPromptError:  # not on this machine: load_model will say so, if it is ever asked for
+            pass
+    return tokenizer_of_folder(folder)
 
 
 def download(name_or_path, to=None) -> Path:

@@ -35,6 +35,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from .layers import GELU_SCALE, causal_mask, embedding_backward, embedding_forward  # no kernel: the twins
+from .threads import matmul  # `@` on one BLAS thread or all, by the size of the product
 
 __all__ = [
     "attention_backward", "attention_forward", "causal_mask", "cross_entropy_backward",
@@ -72,14 +73,14 @@ def kernel(function):
 
 def linear_forward(x, weight, bias):
     """[..., in] -> [..., out]; the rows of every batch entry go through BLAS as one matrix."""
-    y = x.reshape(-1, x.shape[-1]) @ weight  # [B*L, in] @ [in, out] -> [B*L, out]
+    y = matmul(x.reshape(-1, x.shape[-1]), weight)  # [B*L, in] @ [in, out] -> [B*L, out]
     y += bias
     return y.reshape(*x.shape[:-1], weight.shape[1])
 
 
 def linear_backward(dy, weight):
     # forward: y = x @ W + b  ->  dx = dy @ W.T   (no dW, no db: frozen)
-    return (dy.reshape(-1, dy.shape[-1]) @ weight.T).reshape(*dy.shape[:-1], weight.shape[0])
+    return matmul(dy.reshape(-1, dy.shape[-1]), weight.T).reshape(*dy.shape[:-1], weight.shape[0])
 
 
 # --- layer norm ---------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import safetensors.numpy
 
-from tinyprompt.errors import TinyPromptError
+from tinyprompt import validate
+from tinyprompt.errors import InvalidValue, TinyPromptError
 from tinyprompt.weights import read_safetensors
 
 INIT_METHODS = ("random", "vocab", "text", "labels")
@@ -114,10 +115,18 @@ def adapter_config(prompt, config, base_model_name_or_path="", init="random", in
 
 def save_prompt(directory, prompt, config, base_model_name_or_path="", init="random", init_text=None,
                 tokenizer_name_or_path=None):
-    """Write the adapter directory (created if missing); each file replaced atomically."""
-    prompt = np.ascontiguousarray(prompt, dtype=np.float32)  # [P, C]
-    if prompt.ndim != 2 or prompt.shape[1] != config.n_embd:
-        raise TinyPromptError(f"prompt shape {prompt.shape} does not match the model's n_embd {config.n_embd}")
+    """Write the adapter directory (created if missing); each file replaced atomically. A prompt that
+    load_prompt would refuse (NaN or inf, another width) is refused here, before anything is written."""
+    validate.prompt("prompt", prompt, validate.integer("config.n_embd", getattr(config, "n_embd", None)), False)
+    with np.errstate(over="ignore"):
+        prompt = np.ascontiguousarray(prompt, dtype=np.float32)  # [P, C]
+    if not np.isfinite(prompt).all():  # finite as float64, past float32's range in the file
+        raise InvalidValue(f"prompt {list(prompt.shape)}: a value overflows float32, the adapter's dtype")
+    directory = validate.path("directory", directory)
+    for name, value in (("base_model_name_or_path", base_model_name_or_path), ("init_text", init_text),
+                        ("tokenizer_name_or_path", tokenizer_name_or_path)):
+        validate.text(name, value, optional=True, empty=True)
+    validate.choice("init", init, INIT_METHODS)
     fields = adapter_config(prompt, config, base_model_name_or_path, init, init_text, tokenizer_name_or_path)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -151,7 +160,8 @@ def _umask():
 def load_prompt(directory, n_embd=None):
     """(prompt [P, C] float32, adapter_config dict) from a PEFT prompt-tuning adapter directory; with n_embd,
     the prompt must fit that model. Every problem is a one-line TinyPromptError naming the file."""
-    directory = Path(directory)
+    directory = Path(validate.path("directory", directory))
+    validate.integer("n_embd", n_embd, low=1, optional=True)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     if not directory.is_dir():
         raise TinyPromptError(f"{directory}: no such adapter directory")

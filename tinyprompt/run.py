@@ -73,6 +73,23 @@ def check_out(cfg, prompt_bytes):
     return target
 
 
+@contextlib.contextmanager
+def tidy_on_failure(out):
+    """A run that fails (or is interrupted) before its first save leaves the file system as it found it: the
+    folders that creating `out` made (it and its missing parents) go again, those still empty, innermost first."""
+    out = Path(out).absolute()
+    made = [folder for folder in [out, *out.parents] if not folder.exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(FileNotFoundError):
+                if any(folder.iterdir()):
+                    break  # an epoch was saved in it: it and its parents stay
+                folder.rmdir()
+        raise
+
+
 def clean(target, out):
     """Under the lock: drop a staging folder of an earlier failed --overwrite and the .tmp files of a save that
     was killed (SIGKILL skips atomic_write's cleanup)."""

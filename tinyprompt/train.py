@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import load_examples, load_model, load_tokenizer
 from .config import DEFAULT_LR, DEFAULT_VIRTUAL_TOKENS, TrainConfig, check_config
-from .data import IGNORE_INDEX, batches, num_batches, parse_label_words, split_validation
+from .data import IGNORE_INDEX, batches, load_examples, num_batches, parse_label_words, split_validation
 from .errors import TinyPromptError
 from .evaluate import evaluate, parse_labels, progress
+from .hub import load_model, load_tokenizer
 from .optim import clip_grad_norm, lr_at, make_optimizer
 from .prompt import check_prompt_fits, init_prompt, load_prompt
 from .run import (
@@ -57,6 +57,7 @@ from .run import (
     save_epoch,
     staging,
     swap_in,
+    tidy_on_failure,
 )
 
 
@@ -94,18 +95,20 @@ MAX_EMBD = 1600  # gpt2-xl's width: --out is checked before the model (and its w
 @np.errstate(over="ignore", invalid="ignore")  # a diverging run is caught below, in one line, not in warnings
 def train(cfg, model=None, tokenizer=None, on_epoch_end=None):
     """Tune a prompt as `cfg` says; returns (prompt [P, C], metrics). `on_epoch_end(epoch, prompt, metrics)`
-    runs after each epoch's files are written (the tests interrupt a run there)."""
-    check_config(cfg)
+    runs after each epoch's files are written (the tests interrupt a run there). A run that fails before its
+    first save leaves no folder behind that it made."""
+    cfg = check_config(cfg)
     if cfg.lr is None:
         cfg = replace(cfg, lr=DEFAULT_LR[cfg.optimizer])
     out = Path(cfg.out)
-    target = check_out(cfg, (cfg.num_virtual_tokens or DEFAULT_VIRTUAL_TOKENS) * MAX_EMBD * 4)
-    with lock(out):
-        clean(target, out)
-        try:
-            return _train(cfg, out, target, model, tokenizer, on_epoch_end)
-        finally:
-            shutil.rmtree(staging(out), ignore_errors=True)  # an --overwrite that failed before its first save
+    with tidy_on_failure(out):
+        target = check_out(cfg, (cfg.num_virtual_tokens or DEFAULT_VIRTUAL_TOKENS) * MAX_EMBD * 4)
+        with lock(out):
+            clean(target, out)
+            try:
+                return _train(cfg, out, target, model, tokenizer, on_epoch_end)
+            finally:
+                shutil.rmtree(staging(out), ignore_errors=True)  # an --overwrite that failed before its first save
 
 
 @dataclass
@@ -147,8 +150,8 @@ def _train(cfg, out, target, model, tokenizer, on_epoch_end):
                 on_epoch_end(epoch, run.prompt, run.metrics)
     except KeyboardInterrupt:
         done = len(run.history["epoch_losses"])
-        print(f"stopped in epoch {done + 1}: {out} holds epoch {done}; continue with the same command and "
-              "--resume", file=sys.stderr)
+        kept = f"{out} holds epoch {done}; continue with the same command and --resume" if done else "nothing was saved"
+        print(f"stopped in epoch {done + 1}: {kept}", file=sys.stderr)
         raise
     done, early = len(run.history["epoch_losses"]), stopped_early(run)
     if run.metrics is None:  # nothing left to do
