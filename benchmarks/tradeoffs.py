@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,8 +46,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np
+from bench import cpu_busy_seconds  # benchmarks/ is a folder of scripts
 
 import tinyprompt
 from tinyprompt import compare
@@ -447,8 +450,11 @@ def estimate(total_steps, task, model, settings):
                              on_step=lambda step, loss, ends=ends: ends.append(time.perf_counter()))
         per_step.append(statistics.median(np.diff(ends)))
     t0 = time.perf_counter()
-    task.score(model, None, task.test)
-    evaluations = 2 * (time.perf_counter() - t0) * (total_steps / task.steps)  # about one per run
+    task.score(model, None, task.test, loss=False)
+    seeds, grid = len(settings["seeds"]), sum(len(g) for g in settings["grid"].values())
+    on_test = 2 * len(compare.METHODS) * seeds + len(settings["data_methods"]) * len(settings["sizes"]) * seeds + 12
+    on_val = 2 * grid * len(task.val) / len(task.test) * 1.5  # 1.5: with the loss pass
+    evaluations = (time.perf_counter() - t0) * (on_test + on_val)  # antonyms' counted as SST-2's: an upper bound
     return total_steps * statistics.fmean(per_step) + evaluations + (15 if settings["train_rows"] else 180)
 
 
@@ -468,6 +474,7 @@ def main(argv=None):
     settings = QUICK if args.quick else FULL
     name = "tradeoffs-quick" if args.quick else "tradeoffs"
     args.out.mkdir(parents=True, exist_ok=True)
+    busy0 = cpu_busy_seconds()  # every process's CPU seconds so far: the others' share is printed at the end
     runner = Runner(args.out / f"{name}-cache.json", args.fresh, planned_units(settings))
     model, tok = tinyprompt.load_model(MODEL), tinyprompt.load_tokenizer(MODEL)
     report = {"settings": {**{k: v for k, v in settings.items() if k != "cost_shapes"}, "batch_size": BATCH,
@@ -503,6 +510,9 @@ def main(argv=None):
     report["stored_bytes"]["pt20"] = compare.save_method(p20, compare.Tuned("pt20", model, prompt=np.zeros(
         (20, model.config.n_embd), np.float32)), model.config, MODEL)
     report["seconds"] = round(time.perf_counter() - runner.start, 1)
+    own = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    report["other_processes_cores"] = round((cpu_busy_seconds() - busy0 - own) / report["seconds"], 2)
     text = tables(report)
     print("\n" + text)
     fig = figure(report, (args.out if args.quick else ROOT / "docs") / "tradeoffs.png")
@@ -510,7 +520,8 @@ def main(argv=None):
     for path in [args.out / f"{name}.json", *([args.json] if args.json else [])]:
         path.write_text(json.dumps(report, indent=1) + "\n")
     (args.out / f"{name}.md").write_text(text + "\n")
-    runner.log(f"done in {report['seconds'] / 60:.1f} min")
+    runner.log(f"done in {report['seconds'] / 60:.1f} min; other processes kept {report['other_processes_cores']} "
+               "cores busy meanwhile (above 0.1: the timings were measured under load)")
 
 
 if __name__ == "__main__":

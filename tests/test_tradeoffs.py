@@ -40,7 +40,7 @@ def quick(tmp_path_factory):
 def test_every_part_is_reported(quick):
     out, (r, stdout, _), (last, _, _) = quick
     assert {"settings", "cost", "tasks", "data_efficiency", "continual", "switching", "trainable_params",
-            "stored_bytes", "seconds"} <= r.keys()
+            "stored_bytes", "seconds", "other_processes_cores"} <= r.keys()
     assert r["settings"]["quick"] and r["settings"]["model"] == "tiny-pretrained"
     assert list(r["cost"]) == r["settings"]["cost_shapes"] and len(r["cost"]) == 2  # tiny-pretrained + a GPT-2 shape
     for name in ("tradeoffs-quick.json", "tradeoffs-quick.md", "tradeoffs.png"):
