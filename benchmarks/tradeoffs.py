@@ -99,13 +99,14 @@ def cost_worker(shape, method, steps, scratch):
     config = FULL["cost_shapes"].get(shape) or QUICK["cost_shapes"].get(shape)
     if config is None:
         model = tinyprompt.load_model(MODEL)
-    else:  # random weights of that shape, saved once and memory-mapped like a real checkpoint
+    else:  # random weights of that shape, saved once (by a worker of its own) and memory-mapped like a real one
         from tinyprompt.weights import GPT2Config, random_params, save_checkpoint
         folder = Path(scratch) / shape
-        if not (folder / "model.safetensors").is_file():
+        if method == "write":
             V, N, C, n_layer, n_head = config
             cfg = GPT2Config(vocab_size=V, n_positions=N, n_embd=C, n_layer=n_layer, n_head=n_head)
             save_checkpoint(folder, cfg, random_params(cfg), tokenizer=False)
+            return {}
         model = tinyprompt.load_model(str(folder))
     rng = np.random.default_rng(0)
     ids = rng.integers(0, model.config.vocab_size - 1, (COST_B, COST_T))
@@ -132,12 +133,15 @@ def measure_costs(settings, scratch, log):
     out = {}
     for shape in settings["cost_shapes"]:
         out[shape] = {}
-        for method in compare.METHODS:
+        # the random checkpoint is written first, in a worker of its own: its memory is no method's peak
+        for method in (["write"] if settings["cost_shapes"][shape] else []) + list(compare.METHODS):
             command = [sys.executable, __file__, "--worker", f"{shape}:{method}:{settings['cost_steps']}",
                        "--scratch", str(scratch)]
             run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
             if run.returncode:
                 sys.exit(f"cost worker {shape}:{method} failed:\n{run.stderr[-3000:]}")
+            if method == "write":
+                continue
             out[shape][method] = json.loads(run.stdout.strip().splitlines()[-1])
             r = out[shape][method]
             log(f"cost {shape:>15} {method:>4}: {r['seconds_per_step']:.3f} s/step, "
