@@ -6,7 +6,7 @@ REF_STAMP := .venv/.installed-reference
 # (500 MB, downloaded once; it says how long it will take, then shows progress)
 MODEL ?= tiny-pretrained
 
-.PHONY: demo test test-reference test-reference-latest lint bench quality pretrain book clean
+.PHONY: demo test test-reference test-reference-latest lint bench quality tradeoffs pretrain book clean
 
 $(PY):
 	python3 -m venv .venv
@@ -53,6 +53,11 @@ bench: $(STAMP)
 # Task quality of prompt tuning on tiny-pretrained, against zero-shot, hard prompts and PEFT (needs torch).
 quality: $(REF_STAMP)
 	$(PY) benchmarks/quality.py
+
+# Prompt tuning against a hard prompt, LoRA and full fine-tuning on tiny-pretrained: parameters, bytes, step cost,
+# accuracy, data efficiency, continual learning, task switching (no torch; resumable: see the script's --help).
+tradeoffs: $(STAMP)
+	$(PY) benchmarks/tradeoffs.py
 
 # Rebuild tinyprompt/assets/tiny-pretrained from scratch (torch; ~25 minutes on 2 cores).
 pretrain: $(REF_STAMP)

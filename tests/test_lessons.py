@@ -22,7 +22,7 @@ OUT = ROOT / "lessons" / "out"
 FIGURE_LINE = "saved figure: "  # what lessons/common.py's save_figure prints
 # The lessons that measure a claim against a control (report() -> lessons/out/NN.json); on tiny-pretrained each
 # must hold on --quick. lessons/README.md gives each claim and its measured numbers.
-CLAIMS = ["02", "05", "06", "07", "08", "09", "10", "11"]
+CLAIMS = ["02", "05", "06", "07", "08", "09", "10", "11", "13"]
 
 
 def run_lesson(lesson):
