@@ -23,6 +23,7 @@ import numpy as np
 
 from . import finetune, lora
 from .data import batches
+from .hub import load_model
 from .optim import AdamW
 from .prompt import init_prompt, load_prompt, save_prompt
 from .weights import flatten, param_shapes, save_checkpoint
@@ -103,12 +104,10 @@ def save_method(directory, tuned, config, base=""):
 
 def load_method(directory, method, model):
     """Switch the loaded frozen `model` to the task saved in `directory` -> (model to run, prompt or None)."""
-    from .api import load_model  # api imports nothing of this module's; kept local to stay off its path
-
     if method.startswith("pt"):
         return model, load_prompt(directory, model.config.n_embd)[0]
     if method == "lora":
-        return lora.merge(model, lora.load_lora(directory)[0], alpha=LORA_ALPHA), None
+        return lora.merge(model, lora.load_lora(directory, model.config)[0], alpha=LORA_ALPHA), None
     return load_model(str(directory)), None
 
 
