@@ -29,8 +29,8 @@ EXCEPTIONS: dict[str, int] = {}  # "module.py": its own limit, with a comment sa
 # share), the API checking every argument, no debris after a failed tune, meaningless metrics refused: 3106 measured.
 # Raised to 2990 by issue 24: threads.py (BLAS threads by the size of the matmul, 30) and the demo's estimate,
 # dev subset and progress lines (demo.py 62 -> 140): measured 2981 in 24 modules.
-# Both together: 3217 measured in 25 modules (the baselines apart).
-MAX_PACKAGE_LINES = 3220
+# Issues 23 and 24 together, merged: 3221 measured in 25 modules (the baselines apart).
+MAX_PACKAGE_LINES = 3230
 # The baselines prompt tuning is weighed against (issue 21) are read apart from it and have a budget of their own:
 # finetune.py 176 + lora.py 134 measured, with room for the comparison runner that the benchmark and lesson 13 share.
 BASELINES = {"finetune.py", "lora.py", "compare.py"}
